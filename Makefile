@@ -1,0 +1,52 @@
+# Two commands: `make run` and `make test`. Both build .venv when it is missing or stale.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
+# spark-submit (used by the Airflow DAG) must be on PATH; it ships inside pyspark in the venv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+RISKGRAPH_ENV ?= local
+export RISKGRAPH_ENV
+KEYFILE := .secrets/pseudonym.key
+
+.PHONY: run test java venv clean bench
+
+java:
+	@command -v java >/dev/null 2>&1 || { echo "ERROR: Java not found. riskgraph runs Spark, which needs a JDK 17 (Debian: apt-get install -y openjdk-17-jre-headless) on PATH or JAVA_HOME." >&2; exit 2; }
+	@java -version 2>&1 | head -1 | grep -Eq '"(17|21)' || { echo "ERROR: Spark 4.1 needs Java 17 or 21; found: $$(java -version 2>&1 | head -1)" >&2; exit 2; }
+
+venv: $(STAMP)
+
+# pip's local wheel cache holds torch 2.13.0; every other package comes from PyPI.
+# The Spark provider pulls pyspark-client, which overwrites pyspark's files: reinstall
+# the pinned pyspark without deps afterwards (stack notes).
+$(STAMP): requirements.txt requirements-airflow.txt requirements-dev.txt setup.py
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "ERROR: $(PYTHON) not found; riskgraph needs Python 3.11." >&2; exit 2; }
+	@echo ">> building $(VENV) (first time takes a few minutes)"
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt -r requirements-airflow.txt -r requirements-dev.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps "$$(grep -E '^pyspark==' requirements.txt | cut -d' ' -f1)" 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	$(VENV)/bin/pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	touch $(STAMP)
+
+# The pseudonymisation secret comes from the environment, never from conf or code.
+# Locally we keep one random key per checkout in .secrets/ (git-ignored) so reruns give
+# the same pseudonyms; set RISKGRAPH_PSEUDONYM_KEY yourself to use your own.
+$(KEYFILE):
+	@mkdir -p .secrets && chmod 700 .secrets
+	@$(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $(KEYFILE) && chmod 600 $(KEYFILE)
+
+run: java $(STAMP) $(KEYFILE)
+	RISKGRAPH_PSEUDONYM_KEY=$${RISKGRAPH_PSEUDONYM_KEY:-$$(cat $(KEYFILE))} $(VENV)/bin/riskgraph run --simulate
+
+test: java $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests
+
+bench: java $(STAMP) $(KEYFILE)
+	RISKGRAPH_PSEUDONYM_KEY=$${RISKGRAPH_PSEUDONYM_KEY:-$$(cat $(KEYFILE))} $(VENV)/bin/python bench/bench_pipeline.py
+
+clean:
+	rm -rf var spark-warehouse metastore_db derby.log

@@ -1,0 +1,209 @@
+"""Typed configuration, loaded and validated once at the edge.
+
+``conf/base.yaml`` holds every setting; ``conf/<env>.yaml`` overrides what differs for an
+environment (``RISKGRAPH_ENV`` or ``--env`` picks it, default ``local``); an optional
+extra file (``RISKGRAPH_CONF`` or ``--conf``) and ``--set a.b=c`` overrides come last.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = PROJECT_ROOT / "conf"
+ENV_VAR = "RISKGRAPH_ENV"
+EXTRA_CONF_VAR = "RISKGRAPH_CONF"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Paths(_Frozen):
+    root: str
+    checkpoint_dir: str
+
+    def table(self, *parts: str) -> str:
+        """Location of a table under the root, e.g. ``paths.table("bronze", "applications")``."""
+        return "/".join([self.root.rstrip("/"), *parts])
+
+
+class SparkSettings(_Frozen):
+    master: str | None = "local[2]"
+    app_name: str = "riskgraph"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _stringify(cls, v: dict[str, Any]) -> dict[str, str]:
+        return {k: str(x).lower() if isinstance(x, bool) else str(x) for k, x in (v or {}).items()}
+
+
+class Simulation(_Frozen):
+    seed: int
+    n_applications: int = Field(gt=0)
+    start_date: dt.date
+    end_date: dt.date
+    gang_share: float = Field(ge=0, lt=1)
+    gang_size_min: int = Field(ge=2)
+    gang_size_max: int
+    gang_size_alpha: float = Field(gt=0)
+    gang_burst_days: int = Field(gt=0)
+    household_share: float = Field(ge=0, le=1)
+    nat_ip_share: float = Field(ge=0, le=1)
+    n_nat_ips: int = Field(gt=0)
+    default_device_share: float = Field(ge=0, le=1)
+    n_employers: int = Field(gt=0)
+    employer_zipf: float = Field(gt=1)
+    referral_share: float = Field(ge=0, le=1)
+    honest_bad_rate: float = Field(gt=0, lt=1)
+    gang_bad_rate: float = Field(gt=0, lt=1)
+    gang_fraud_share: float = Field(ge=0, le=1)
+    performance_days: int = Field(gt=0)
+    hub_noise: float = Field(ge=0)
+    dirty_rate: float = Field(ge=0, lt=0.1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Simulation":
+        if self.end_date < self.start_date:
+            raise ValueError(f"simulation.end_date {self.end_date} is before start_date {self.start_date}")
+        if self.gang_size_max < self.gang_size_min:
+            raise ValueError("simulation.gang_size_max must be >= gang_size_min")
+        return self
+
+
+class Ingest(_Frozen):
+    future_tolerance_minutes: int = Field(ge=0)
+    gps_grid_m: float = Field(gt=0)
+
+
+ATTRIBUTE_TYPES = ("device", "phone", "ip", "gps", "email", "employer", "referrer")
+
+
+class GraphSettings(_Frozen):
+    attribute_types: tuple[str, ...]
+    max_degree: dict[str, int]
+    cc_max_iter: int = Field(gt=0)
+    cc_checkpoint_every: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "GraphSettings":
+        unknown = set(self.attribute_types) - set(ATTRIBUTE_TYPES)
+        if unknown:
+            raise ValueError(f"graph.attribute_types has unknown types {sorted(unknown)}; known: {ATTRIBUTE_TYPES}")
+        missing = set(self.attribute_types) - set(self.max_degree)
+        if missing:
+            raise ValueError(f"graph.max_degree lacks a cap for {sorted(missing)}")
+        return self
+
+
+class FeatureSettings(_Frozen):
+    windows_days: tuple[int, ...]
+    burst_hours: int = Field(gt=0)
+    sweep_buckets: int = Field(gt=0)
+
+
+class LgbmParams(_Frozen):
+    n_estimators: int
+    learning_rate: float
+    num_leaves: int
+    min_child_samples: int
+
+
+class EvaluateSettings(_Frozen):
+    target_days: int = Field(gt=0)
+    train_until: dt.date
+    valid_until: dt.date
+    seeds: tuple[int, ...]
+    lgbm: LgbmParams
+
+
+class MlflowSettings(_Frozen):
+    tracking_uri: str
+    artifact_root: str
+    experiment: str
+
+
+class StoreSettings(_Frozen):
+    backend: Literal["auto", "delta-spark", "delta-rs"]
+
+
+class Config(_Frozen):
+    env: str = "local"
+    paths: Paths
+    spark: SparkSettings
+    simulation: Simulation
+    ingest: Ingest
+    graph: GraphSettings
+    features: FeatureSettings
+    evaluate: EvaluateSettings
+    mlflow: MlflowSettings
+    store: StoreSettings
+    graph_backend: Literal["auto", "graphframes", "dataframe"]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The config as plain JSON types, for run records and MLflow params."""
+        return json.loads(self.model_dump_json())
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in (override or {}).items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = d
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            raise KeyError(f"--set {dotted}: '{k}' is not a section of the config")
+        node = node[k]
+    if keys[-1] not in node and keys[0] != "spark":
+        raise KeyError(f"--set {dotted}: unknown setting '{keys[-1]}'; known here: {sorted(node)}")
+    node[keys[-1]] = value
+
+
+def _resolve(path: str | None) -> str | None:
+    if path is None or "://" in path or path.startswith("/"):
+        return path
+    return str((PROJECT_ROOT / path).resolve())
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} not found")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def load_config(
+    env: str | None = None,
+    extra_file: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Load ``base.yaml`` + ``<env>.yaml`` + optional extra file + dotted overrides."""
+    env = env or os.environ.get(ENV_VAR, "local")
+    env_file = CONF_DIR / f"{env}.yaml"
+    if not env_file.exists():
+        known = sorted(p.stem for p in CONF_DIR.glob("*.yaml") if p.stem != "base")
+        raise FileNotFoundError(f"no config for environment '{env}' ({env_file}); known: {known}")
+    raw = _deep_merge(_read_yaml(CONF_DIR / "base.yaml"), _read_yaml(env_file))
+    extra_file = extra_file or os.environ.get(EXTRA_CONF_VAR)
+    if extra_file:
+        raw = _deep_merge(raw, _read_yaml(Path(extra_file)))
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, yaml.safe_load(value) if isinstance(value, str) else value)
+    raw["env"] = env
+    raw["paths"] = {k: _resolve(v) for k, v in raw["paths"].items()}
+    raw["mlflow"]["artifact_root"] = _resolve(raw["mlflow"]["artifact_root"])
+    uri = raw["mlflow"]["tracking_uri"]
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        raw["mlflow"]["tracking_uri"] = "sqlite:///" + _resolve(uri[len("sqlite:///"):])
+    return Config.model_validate(raw)

@@ -1,0 +1,115 @@
+"""What every job shares: its arguments, its context and its entry point.
+
+A job module defines ``run(spark, ctx) -> dict`` (metrics for the run record) and ends with
+``if __name__ == "__main__": job_main(run, "<step>")`` so the same file runs under
+``spark-submit jobs/<step>.py --run-date D`` (Airflow) and ``riskgraph <step> --run-date D``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from riskgraph.config import Config, load_config
+
+log = logging.getLogger("riskgraph")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """One run of one or more steps for ``run_date``.
+
+    ``from_date``..``run_date`` is the window of application dates this run owns: a nightly
+    run owns one day (``from_date == run_date``); an initial load or a backfill owns a range
+    and replaces every date partition in it.
+    """
+
+    cfg: Config
+    run_date: dt.date
+    from_date: dt.date
+    run_id: str
+    backends: dict = field(default_factory=dict)
+
+    @property
+    def run_date_str(self) -> str:
+        return self.run_date.isoformat()
+
+    def dates(self) -> list[str]:
+        n = (self.run_date - self.from_date).days
+        return [(self.from_date + dt.timedelta(days=i)).isoformat() for i in range(n + 1)]
+
+    def table(self, *parts: str) -> str:
+        return self.cfg.paths.table(*parts)
+
+
+def _date(s: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected a date yyyy-mm-dd, got {s!r}") from e
+
+
+def add_common_args(p: argparse.ArgumentParser, *, need_run_date: bool = True) -> None:
+    p.add_argument("--run-date", type=_date, required=need_run_date, help="nightly run date, yyyy-mm-dd (Airflow: {{ ds }})")
+    p.add_argument("--from-date", type=_date, default=None, help="first application date this run owns (default: the run date; earlier for an initial load or backfill)")
+    p.add_argument("--run-id", default=None, help="id of this run (default: derived from the dates); re-using it makes commits idempotent")
+    p.add_argument("--env", default=None, help="config environment: conf/<env>.yaml (default $RISKGRAPH_ENV or local)")
+    p.add_argument("--conf", default=None, help="extra YAML file merged over the environment's config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set simulation.seed=7")
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def default_run_id(run_date: dt.date, from_date: dt.date) -> str:
+    return f"{from_date.isoformat()}_{run_date.isoformat()}"
+
+
+def context_from_args(args: argparse.Namespace, cfg: Config | None = None) -> JobContext:
+    cfg = cfg or load_config(args.env, args.conf, parse_overrides(args.overrides))
+    from_date = args.from_date or args.run_date
+    if from_date > args.run_date:
+        raise SystemExit(f"--from-date {from_date} is after --run-date {args.run_date}")
+    return JobContext(cfg=cfg, run_date=args.run_date, from_date=from_date, run_id=args.run_id or default_run_id(args.run_date, from_date))
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("py4j", "alembic", "mlflow", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def job_main(run: Callable, step: str, argv: list[str] | None = None) -> dict:
+    """Entry point of a job file under spark-submit: parse, build the session, run, report."""
+    from riskgraph.session import get_spark
+
+    setup_logging()
+    p = argparse.ArgumentParser(prog=f"riskgraph {step}")
+    add_common_args(p)
+    args = p.parse_args(argv)
+    ctx = context_from_args(args)
+    spark = get_spark(ctx.cfg)
+    t0 = time.perf_counter()
+    log.info("step %s: run_date=%s from=%s run_id=%s", step, ctx.run_date, ctx.from_date, ctx.run_id)
+    metrics = run(spark, ctx) or {}
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps({"step": step, "run_date": ctx.run_date_str, **metrics}, default=str))
+    return metrics
+
+
+def stable_int(*parts: str) -> int:
+    """A deterministic 63-bit integer from strings (for ids and Delta transaction versions)."""
+    return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:8], "big") >> 1

@@ -1,0 +1,230 @@
+"""Every table's columns, declared once, each documented where it is declared.
+
+Raw landing files arrive as CSV text (a bank's file drop): every raw column is read as a
+string and typed by ``features.validation``, so a malformed value becomes a quarantine row
+with a reason instead of a failed job or a silent null.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from riskgraph.config import ATTRIBUTE_TYPES
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: object
+    description: str
+    nullable: bool = True
+
+    def field(self) -> StructField:
+        return StructField(self.name, self.dtype, self.nullable, metadata={"comment": self.description})
+
+
+def struct(columns: list[Column]) -> StructType:
+    return StructType([c.field() for c in columns])
+
+
+# ---------------------------------------------------------------- partition columns
+DT = "dt"  # landing date of a raw/bronze row, yyyy-MM-dd
+RUN_DATE = "run_date"  # nightly run date that owns a derived row, yyyy-MM-dd
+
+# ---------------------------------------------------------------- raw landing (text)
+RAW_APPLICATIONS = [
+    Column("application_id", StringType(), "unique id of the loan application"),
+    Column("applicant_id", StringType(), "the lender's customer id of the applicant"),
+    Column("application_ts", StringType(), "ISO-8601 UTC time the application was submitted"),
+    Column("product", StringType(), "loan product: cash, consumer, sme"),
+    Column("amount", StringType(), "requested amount"),
+    Column("term_months", StringType(), "requested term in months"),
+    Column("channel", StringType(), "app, web, agent"),
+    Column("declared_income", StringType(), "declared monthly income"),
+    Column("employer", StringType(), "declared employer name"),
+    Column("email", StringType(), "applicant email (PII)"),
+    Column("phone", StringType(), "applicant mobile phone (PII)"),
+    Column("device_id", StringType(), "device fingerprint reported by the app SDK"),
+    Column("ip", StringType(), "client IP address"),
+    Column("gps_lat", StringType(), "latitude reported by the device"),
+    Column("gps_lon", StringType(), "longitude reported by the device"),
+    Column("referrer_code", StringType(), "referral / intermediary code, empty if none"),
+]
+RAW_APPLICANTS = [
+    Column("applicant_id", StringType(), "the lender's customer id"),
+    Column("full_name", StringType(), "full name (PII)"),
+    Column("national_id", StringType(), "national ID number (PII)"),
+    Column("birth_date", StringType(), "date of birth, yyyy-MM-dd"),
+    Column("region", StringType(), "home region code"),
+]
+RAW_OUTCOMES = [
+    Column("application_id", StringType(), "application the outcome belongs to"),
+    Column("outcome", StringType(), "fraud_confirmed, default or good"),
+    Column("known_ts", StringType(), "ISO-8601 UTC time the outcome became known"),
+]
+RAW_TABLES = {"applications": RAW_APPLICATIONS, "applicants": RAW_APPLICANTS, "outcomes": RAW_OUTCOMES}
+OUTCOMES = ("fraud_confirmed", "default", "good")
+BAD_OUTCOMES = ("fraud_confirmed", "default")
+
+# ---------------------------------------------------------------- bronze (typed, pseudonymised)
+BRONZE_APPLICATIONS = [
+    Column("application_id", StringType(), "unique id of the loan application", False),
+    Column("applicant_id", StringType(), "the lender's customer id", False),
+    Column("application_ts", TimestampType(), "UTC time the application was submitted", False),
+    Column("product", StringType(), "loan product"),
+    Column("amount", DoubleType(), "requested amount (> 0)"),
+    Column("term_months", IntegerType(), "requested term in months (1..120)"),
+    Column("channel", StringType(), "app, web, agent"),
+    Column("declared_income", DoubleType(), "declared monthly income (>= 0)"),
+    Column("employer", StringType(), "declared employer name, trimmed and upper-cased"),
+    Column("email_key", StringType(), "keyed pseudonym (HMAC-SHA256) of the lower-cased email"),
+    Column("phone_key", StringType(), "keyed pseudonym (HMAC-SHA256) of the digits of the phone"),
+    Column("device_id", StringType(), "device fingerprint"),
+    Column("ip", StringType(), "client IP address"),
+    Column("gps_lat", DoubleType(), "latitude in [-90, 90]"),
+    Column("gps_lon", DoubleType(), "longitude in [-180, 180]"),
+    Column("gps_cell", StringType(), "id of the ~ingest.gps_grid_m square grid cell holding the GPS point"),
+    Column("referrer_code", StringType(), "referral / intermediary code, null if none"),
+    Column(DT, StringType(), "landing date of the raw file (partition)", False),
+]
+BRONZE_APPLICANTS = [
+    Column("applicant_id", StringType(), "the lender's customer id", False),
+    Column("national_id_key", StringType(), "keyed pseudonym of the national ID number"),
+    Column("name_key", StringType(), "keyed pseudonym of the normalised full name"),
+    Column("birth_year", IntegerType(), "year of birth (the full date is not kept)"),
+    Column("region", StringType(), "home region code"),
+    Column(DT, StringType(), "landing date of the raw file (partition)", False),
+]
+BRONZE_OUTCOMES = [
+    Column("application_id", StringType(), "application the outcome belongs to", False),
+    Column("outcome", StringType(), "fraud_confirmed, default or good", False),
+    Column("known_ts", TimestampType(), "UTC time the outcome became known", False),
+    Column(DT, StringType(), "landing date of the raw file (partition)", False),
+]
+BRONZE_TABLES = {
+    "applications": BRONZE_APPLICATIONS,
+    "applicants": BRONZE_APPLICANTS,
+    "outcomes": BRONZE_OUTCOMES,
+}
+BRONZE_KEYS = {"applications": "application_id", "applicants": "applicant_id", "outcomes": "application_id"}
+# Raw columns holding PII and the bronze pseudonym each becomes.
+PII_COLUMNS = {
+    "applications": {"email": "email_key", "phone": "phone_key"},
+    "applicants": {"national_id": "national_id_key", "full_name": "name_key"},
+    "outcomes": {},
+}
+
+QUARANTINE = [
+    Column("source", StringType(), "raw table the row came from", False),
+    Column("reason", StringType(), "why the row was rejected, e.g. null_key:application_id", False),
+    Column("record", StringType(), "the raw row as JSON, with PII columns replaced by their pseudonyms", False),
+    Column(DT, StringType(), "landing date of the raw file (partition)", False),
+]
+
+# ---------------------------------------------------------------- graph (GraphFrames layout)
+VERTICES = [
+    Column("id", StringType(), "vertex id '<type>:<value>', e.g. 'app:A000001', 'device:d-93ab'", False),
+    Column("type", StringType(), "application or an attribute type (device, phone, ip, gps, email, employer, referrer)", False),
+    Column("degree", LongType(), "applications linked to this vertex (1 for an application vertex)", False),
+    Column("first_seen_ts", TimestampType(), "earliest application time touching this vertex", False),
+    Column(RUN_DATE, StringType(), "run date of the graph snapshot (partition)", False),
+]
+EDGES = [
+    Column("src", StringType(), "application vertex id", False),
+    Column("dst", StringType(), "attribute vertex id", False),
+    Column("relationship", StringType(), "uses_device, has_phone, from_ip, at_gps, has_email, works_at, referred_by", False),
+    Column("ts", TimestampType(), "time the link appeared: the application time", False),
+    Column(RUN_DATE, StringType(), "run date of the graph snapshot (partition)", False),
+]
+RELATIONSHIP = {
+    "device": "uses_device",
+    "phone": "has_phone",
+    "ip": "from_ip",
+    "gps": "at_gps",
+    "email": "has_email",
+    "employer": "works_at",
+    "referrer": "referred_by",
+}
+
+# ---------------------------------------------------------------- gangs
+GANG_MEMBERS = [
+    Column("application_id", StringType(), "member application", False),
+    Column("gang_id", StringType(), "deterministic gang id: 'g:' + the smallest member application id", False),
+    Column(RUN_DATE, StringType(), "run date (partition)", False),
+]
+GANGS = [
+    Column("gang_id", StringType(), "deterministic gang id", False),
+    Column("size", LongType(), "member applications", False),
+    Column("n_bad_known", LongType(), "members with a bad outcome known by the run date", False),
+    Column("first_ts", TimestampType(), "first member application time", False),
+    Column("last_ts", TimestampType(), "last member application time", False),
+    Column("n_links", LongType(), "application-attribute links inside the gang", False),
+    Column("evidence", StringType(), "JSON list of the attribute vertices linking members, with how many members each links (most first, top 20)", False),
+    Column(RUN_DATE, StringType(), "run date (partition)", False),
+]
+SUPER_NODES = [
+    Column("id", StringType(), "attribute vertex id", False),
+    Column("type", StringType(), "attribute type", False),
+    Column("degree", LongType(), "applications linked to it by the run date", False),
+    Column("cap", LongType(), "graph.max_degree cap for its type", False),
+    Column(RUN_DATE, StringType(), "run date (partition)", False),
+]
+
+
+# ---------------------------------------------------------------- feature store
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature-store column: the catalog entry rendered to docs/features.md."""
+
+    name: str
+    dtype: object
+    description: str
+    entity: str = "application"
+    source_job: str = "assemble_features"
+    as_of: str = "strictly before the application time"
+
+
+def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ...], burst_hours: int) -> list[FeatureSpec]:
+    specs = [
+        FeatureSpec("application_id", StringType(), "entity key: the application", as_of="key"),
+        FeatureSpec("applicant_id", StringType(), "the applicant (join key for applicant-level data)", as_of="key"),
+        FeatureSpec("as_of_ts", TimestampType(), "the application time; every feature uses only facts known strictly before it", as_of="key"),
+        FeatureSpec("prior_apps_same_applicant", LongType(), "earlier applications by the same applicant"),
+    ]
+    for t in attribute_types:
+        specs.append(FeatureSpec(f"prior_apps_same_{t}", LongType(), f"earlier applications sharing this application's {t} value (0 if the value is missing)"))
+        for w in windows_days:
+            specs.append(FeatureSpec(f"prior_apps_same_{t}_{w}d", LongType(), f"earlier applications sharing the {t} value within the last {w} days"))
+        specs.append(FeatureSpec(f"prior_bad_same_{t}", LongType(), f"earlier applications sharing the {t} value whose bad outcome (fraud or default) was known before the application time"))
+    specs += [
+        FeatureSpec("pit_linked_attribute_types", LongType(), "attribute types (of those not capped as super-nodes at that time) through which the application links to an earlier application"),
+        FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the application-attribute graph made of links known before its time; super-node values stop linking once their prior degree reaches graph.max_degree"),
+        FeatureSpec("pit_component_bad_known", LongType(), "component members whose bad outcome was known before the application time"),
+        FeatureSpec("pit_component_age_days", DoubleType(), "days since the component's first application (0 for a new component)"),
+        FeatureSpec(f"pit_component_apps_{burst_hours}h", LongType(), f"component members that applied in the {burst_hours} hours before the application (burstiness)"),
+        FeatureSpec(RUN_DATE, StringType(), "partition: the date of as_of_ts, i.e. the nightly run that owns the row", as_of="key"),
+    ]
+    return specs
+
+
+def feature_specs(cfg) -> list[FeatureSpec]:
+    """The feature table's catalog for a config (attribute types, windows, burst hours)."""
+    return _feature_specs(tuple(cfg.graph.attribute_types), tuple(cfg.features.windows_days), cfg.features.burst_hours)
+
+
+def feature_schema(cfg) -> StructType:
+    return StructType(
+        [StructField(s.name, s.dtype, s.as_of != "key", metadata={"comment": s.description}) for s in feature_specs(cfg)]
+    )
+
+
+assert set(RELATIONSHIP) == set(ATTRIBUTE_TYPES)
