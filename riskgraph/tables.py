@@ -1,0 +1,49 @@
+"""Where each table lives under ``paths.root``, and how it is partitioned. Declared once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from riskgraph import schemas as S
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str
+    parts: tuple[str, ...]
+    partition_col: str
+    description: str
+
+    def uri(self, cfg) -> str:
+        return cfg.paths.table(*self.parts)
+
+
+BRONZE_APPLICATIONS = Table("bronze_applications", ("bronze", "applications"), S.DT, "validated, typed, pseudonymised applications")
+BRONZE_APPLICANTS = Table("bronze_applicants", ("bronze", "applicants"), S.DT, "validated, pseudonymised applicants")
+BRONZE_OUTCOMES = Table("bronze_outcomes", ("bronze", "outcomes"), S.DT, "validated outcomes with the time each became known")
+QUARANTINE = Table("quarantine", ("bronze", "quarantine"), S.DT, "rejected raw rows with the reason, PII pseudonymised")
+VERTICES = Table("graph_vertices", ("graph", "vertices"), S.RUN_DATE, "application-attribute graph vertices (GraphFrames layout)")
+EDGES = Table("graph_edges", ("graph", "edges"), S.RUN_DATE, "application-attribute graph edges (GraphFrames layout)")
+GANG_MEMBERS = Table("gang_members", ("gangs", "members"), S.RUN_DATE, "application → gang")
+GANGS = Table("gangs", ("gangs", "summary"), S.RUN_DATE, "one row per gang with size, known-bad count and the evidence linking it")
+SUPER_NODES = Table("super_nodes", ("gangs", "super_nodes"), S.RUN_DATE, "attribute values capped as super-nodes (hubs)")
+FEATURES = Table("application_network_features", ("features", "application_network"), S.RUN_DATE,
+                 "point-in-time network features per application (riskgraph feature store)")
+
+BRONZE = {"applications": BRONZE_APPLICATIONS, "applicants": BRONZE_APPLICANTS, "outcomes": BRONZE_OUTCOMES}
+
+
+def raw_dir(cfg, table: str) -> str:
+    return cfg.paths.table("raw", table)
+
+
+def staged_features_dir(cfg, run_id: str) -> str:
+    """Parquet hand-off from assemble_features to write_feature_store (one folder per run)."""
+    return cfg.paths.table("work", "features_staged", run_id)
+
+
+def truth_dir(cfg) -> str:
+    return cfg.paths.table("truth")
+
+
+def runs_dir(cfg) -> str:
+    return cfg.paths.table("runs")
