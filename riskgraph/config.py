@@ -89,8 +89,10 @@ ATTRIBUTE_TYPES = ("device", "phone", "ip", "gps", "email", "employer", "referre
 class GraphSettings(_Frozen):
     attribute_types: tuple[str, ...]
     max_degree: dict[str, int]
+    gang_min_size: int = Field(ge=2)
     cc_max_iter: int = Field(gt=0)
     cc_checkpoint_every: int = Field(gt=0)
+    cc_reliable_checkpoint: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "GraphSettings":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -17,6 +18,8 @@ def get_spark(cfg: Config) -> SparkSession:
     On a cluster ``spark.master`` is null and spark-submit's ``--master`` wins.
     """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers must import riskgraph: use this interpreter unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.spark.app_name)
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)

@@ -1,0 +1,104 @@
+"""The application–attribute graph in GraphFrames' layout, and its super-node guard.
+
+Vertices: ``id`` ('app:<application_id>' or '<type>:<value>'), ``type``, ``degree``,
+``first_seen_ts``. Edges: ``src`` (application), ``dst`` (attribute value),
+``relationship``, ``ts`` (the application time: when the link appeared).
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from riskgraph.features.validation import require_columns
+from riskgraph.schemas import RELATIONSHIP
+
+# bronze column holding each attribute type's value
+ATTRIBUTE_COLUMN = {
+    "device": "device_id",
+    "phone": "phone_key",
+    "ip": "ip",
+    "gps": "gps_cell",
+    "email": "email_key",
+    "employer": "employer",
+    "referrer": "referrer_code",
+}
+APP_PREFIX = "app:"
+
+
+def app_vertex(application_id: Column) -> Column:
+    return F.concat(F.lit(APP_PREFIX), application_id)
+
+
+def vertex_type(vertex_id: Column) -> Column:
+    return F.substring_index(vertex_id, ":", 1)
+
+
+def application_of(vertex_id: Column) -> Column:
+    """'app:A1' → 'A1'."""
+    return F.substring(vertex_id, len(APP_PREFIX) + 1, 1 << 30)
+
+
+def build_edges(apps: DataFrame, *, attribute_types: tuple[str, ...]) -> DataFrame:
+    """One edge per application and non-null attribute value.
+
+    Needs application_id, application_ts and the attribute columns of ``ATTRIBUTE_COLUMN``;
+    returns src, dst, relationship, ts.
+    """
+    cols = [ATTRIBUTE_COLUMN[t] for t in attribute_types]
+    require_columns(apps, ["application_id", "application_ts", *cols], "build_edges")
+    links = F.array(*[
+        F.struct(F.lit(t).alias("type"), F.col(ATTRIBUTE_COLUMN[t]).cast("string").alias("value"))
+        for t in attribute_types
+    ])
+    return (
+        apps.select(app_vertex(F.col("application_id")).alias("src"), F.col("application_ts").alias("ts"), F.explode(links).alias("l"))
+        .filter(F.col("l.value").isNotNull())
+        .select(
+            "src",
+            F.concat_ws(":", F.col("l.type"), F.col("l.value")).alias("dst"),
+            F.element_at(F.create_map(*[x for t in attribute_types for x in (F.lit(t), F.lit(RELATIONSHIP[t]))]), F.col("l.type")).alias("relationship"),
+            "ts",
+        )
+    )
+
+
+def build_vertices(apps: DataFrame, edges: DataFrame) -> DataFrame:
+    """Application vertices (degree = its attribute links) and attribute vertices
+    (degree = applications linked). Needs apps(application_id, application_ts) and edges."""
+    require_columns(edges, ["src", "dst", "ts"], "build_vertices(edges)")
+    require_columns(apps, ["application_id", "application_ts"], "build_vertices(apps)")
+    link_counts = edges.groupBy("src").agg(F.count(F.lit(1)).alias("degree"))
+    app_v = (
+        apps.select(app_vertex(F.col("application_id")).alias("id"), F.col("application_ts").alias("first_seen_ts"))
+        .join(link_counts.withColumnRenamed("src", "id"), "id", "left")
+        .select("id", F.lit("application").alias("type"), F.coalesce("degree", F.lit(0)).cast("long").alias("degree"), "first_seen_ts")
+    )
+    attr_v = edges.groupBy("dst").agg(F.count(F.lit(1)).alias("degree"), F.min("ts").alias("first_seen_ts")).select(
+        F.col("dst").alias("id"), vertex_type(F.col("dst")).alias("type"), F.col("degree").cast("long"), "first_seen_ts"
+    )
+    return app_v.unionByName(attr_v)
+
+
+def cap_column(max_degree: dict[str, int], type_col: Column) -> Column:
+    return F.element_at(F.create_map(*[x for t, c in max_degree.items() for x in (F.lit(t), F.lit(int(c)))]), type_col).cast("long")
+
+
+def detect_super_nodes(vertices: DataFrame, *, max_degree: dict[str, int]) -> DataFrame:
+    """Attribute vertices whose degree exceeds their type's cap: id, type, degree, cap."""
+    require_columns(vertices, ["id", "type", "degree"], "detect_super_nodes")
+    v = vertices.filter(F.col("type") != "application").withColumn("cap", cap_column(max_degree, F.col("type")))
+    return v.filter(F.col("degree") > F.col("cap")).select("id", "type", "degree", "cap")
+
+
+def star_edges(links: DataFrame, *, node_col: str, value_col: str, order_col: str) -> DataFrame:
+    """Application–application edges that connect exactly what the bipartite graph
+    connects: each application sharing a value is linked to the value's first application
+    (by ``order_col``, then id). ``len(links)`` edges instead of the clique's n² per value."""
+    require_columns(links, [node_col, value_col, order_col], "star_edges")
+    first = links.groupBy(value_col).agg(F.min(F.struct(order_col, node_col)).alias("_first"))
+    return (
+        links.join(first, value_col)
+        .select(F.col(node_col).alias("src"), F.col(f"_first.{node_col}").alias("dst"))
+        .filter(F.col("src") != F.col("dst"))
+        .distinct()
+    )

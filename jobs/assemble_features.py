@@ -1,0 +1,60 @@
+"""Assemble point-in-time network features for the applications of the run's dates and
+stage them as Parquet for write_feature_store."""
+from __future__ import annotations
+
+import logging
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from riskgraph import schemas as S
+from riskgraph import tables as T
+from riskgraph.features.components import choose_graph_backend
+from riskgraph.features.network import (
+    add_prior_sharing_counts,
+    application_links,
+    assemble_features,
+    bad_known_events,
+    compute_pit_components,
+    pivot_sharing_counts,
+)
+from riskgraph.inputs import bronze_as_of, snapshot
+from riskgraph.runtime import JobContext, job_main
+from riskgraph.store import choose_store
+
+log = logging.getLogger("riskgraph.assemble_features")
+
+
+def run(spark: SparkSession, ctx: JobContext) -> dict:
+    cfg = ctx.cfg
+    store = choose_store(spark, cfg.store.backend)
+    types, windows = tuple(cfg.graph.attribute_types), tuple(cfg.features.windows_days)
+    apps = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICATIONS)
+    edges = snapshot(spark, store, ctx, T.EDGES)
+    bad = bad_known_events(bronze_as_of(spark, store, ctx, T.BRONZE_OUTCOMES))
+
+    # Counts need every earlier application (history), but only rows of this run's
+    # dates are emitted.
+    counts = add_prior_sharing_counts(application_links(edges, apps), bad, windows_days=windows).persist(StorageLevel.MEMORY_AND_DISK)
+    sharing = pivot_sharing_counts(counts, attribute_types=types, windows_days=windows)
+    pit = compute_pit_components(counts, bad, attribute_types=types, max_degree=dict(cfg.graph.max_degree),
+                                 burst_hours=cfg.features.burst_hours, buckets=cfg.features.sweep_buckets,
+                                 cc_backend=choose_graph_backend(spark, cfg.graph_backend),
+                                 cc_max_iter=cfg.graph.cc_max_iter, cc_checkpoint_every=cfg.graph.cc_checkpoint_every,
+                                 cc_reliable_checkpoint=cfg.graph.cc_reliable_checkpoint)
+    in_window = apps.filter(F.to_date("application_ts").between(F.lit(ctx.from_date), F.lit(ctx.run_date)))
+    specs = S.feature_specs(cfg)
+    feats = assemble_features(in_window, sharing, pit, columns=[s.name for s in specs], burst_hours=cfg.features.burst_hours)
+    feats = feats.select(*[F.col(s.name).cast(s.dtype).alias(s.name, metadata={"comment": s.description}) for s in specs])
+    out = T.staged_features_dir(cfg, ctx.run_id)
+    # A plain Parquet hand-off folder owned by this run id (never a Delta table folder).
+    feats.write.mode("overwrite").parquet(out)
+    counts.unpersist()
+    n = spark.read.parquet(out).count()
+    log.info("features staged for %s..%s: %d rows at %s", ctx.from_date, ctx.run_date, n, out)
+    return {"features_staged": n, "staged_path": out}
+
+
+if __name__ == "__main__":
+    job_main(run, "assemble_features")

@@ -1,0 +1,211 @@
+"""The ``riskgraph`` command: each nightly step, the whole run, the simulator, the catalog."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from riskgraph.runtime import add_common_args, context_from_args, setup_logging
+
+log = logging.getLogger("riskgraph")
+
+# step name → job module; the order is the nightly order
+STEPS = {
+    "ingest": "riskgraph.jobs.ingest",
+    "build_graph": "riskgraph.jobs.build_graph",
+    "detect_gangs": "riskgraph.jobs.detect_gangs",
+    "assemble_features": "riskgraph.jobs.assemble_features",
+    "write_feature_store": "riskgraph.jobs.write_feature_store",
+    "evaluate": "riskgraph.jobs.evaluate",
+}
+
+
+def _run_steps(args: argparse.Namespace, steps: list[str]) -> dict:
+    from riskgraph import tables as T
+    from riskgraph.config import load_config
+    from riskgraph.runtime import parse_overrides
+    from riskgraph.session import get_spark
+
+    cfg = load_config(args.env, args.conf, parse_overrides(args.overrides))
+    if getattr(args, "simulate", False):
+        from riskgraph.jobs import simulate
+
+        log.info("[simulate] writing a simulated world to %s", cfg.paths.root)
+        t0 = time.perf_counter()
+        sim_summary = simulate.main(_passthrough(args))
+        sim_seconds = round(time.perf_counter() - t0, 1)
+        args.run_date = args.run_date or cfg.simulation.end_date
+        args.from_date = args.from_date or cfg.simulation.start_date
+    else:
+        sim_summary, sim_seconds = None, None
+    if args.run_date is None:
+        raise SystemExit("--run-date is required (or --simulate, which runs for the simulated world's end date)")
+    ctx = context_from_args(args, cfg)
+    spark = get_spark(cfg)
+    results, seconds = {}, {}
+    if sim_seconds is not None:
+        seconds["simulate"] = sim_seconds
+    for i, step in enumerate(steps, 1):
+        log.info("[%d/%d] %s: run_date=%s window=%s..%s", i, len(steps), step, ctx.run_date, ctx.from_date, ctx.run_date)
+        t0 = time.perf_counter()
+        results[step] = importlib.import_module(STEPS[step]).run(spark, ctx) or {}
+        seconds[step] = round(time.perf_counter() - t0, 1)
+        log.info("[%d/%d] %s done in %.1f s", i, len(steps), step, seconds[step])
+    record = _record(ctx, results, seconds, sim_summary)
+    out = Path(T.runs_dir(cfg))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{ctx.run_id}.json").write_text(json.dumps(record, indent=2, default=str))
+    record["run_record"] = str(out / f"{ctx.run_id}.json")
+    return record
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    argv = []
+    if args.env:
+        argv += ["--env", args.env]
+    if args.conf:
+        argv += ["--conf", args.conf]
+    for o in args.overrides:
+        argv += ["--set", o]
+    return argv
+
+
+def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict:
+    from riskgraph import tables as T
+
+    ing, gang, wfs, ev = (results.get(k, {}) for k in ("ingest", "detect_gangs", "write_feature_store", "evaluate"))
+    return {
+        "run_date": ctx.run_date_str,
+        "from_date": ctx.from_date.isoformat(),
+        "run_id": ctx.run_id,
+        "env": ctx.cfg.env,
+        "feature_table": T.FEATURES.uri(ctx.cfg),
+        "feature_table_version": wfs.get("feature_table_version"),
+        "gang_table": T.GANGS.uri(ctx.cfg),
+        "rows_in": ing.get("rows_in"),
+        "rows_quarantined": ing.get("rows_quarantined"),
+        "feature_rows": wfs.get("feature_rows"),
+        "feature_rows_written": wfs.get("feature_rows_written"),
+        "gangs": gang.get("gangs"),
+        "gang_members": gang.get("gang_members"),
+        "super_nodes": gang.get("super_nodes"),
+        "ks_baseline": ev.get("ks_baseline"),
+        "ks_enriched": ev.get("ks_enriched"),
+        "ks_uplift": ev.get("ks_uplift"),
+        "auc_baseline": ev.get("auc_baseline"),
+        "auc_enriched": ev.get("auc_enriched"),
+        "mlflow_run_id": ev.get("mlflow_run_id"),
+        "store_backend": wfs.get("store_backend"),
+        "graph_backend": gang.get("graph_backend"),
+        "step_seconds": seconds,
+        "total_seconds": round(sum(seconds.values()), 1),
+        "details": {"simulate": sim_summary, **results},
+    }
+
+
+def _fmt(v, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:+.4f}" if pct else f"{v:.4f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def print_summary(rec: dict, stream=sys.stdout) -> None:
+    ing = rec["details"].get("ingest", {}) or {}
+    lines = [
+        "",
+        f"riskgraph run {rec['run_id']}  (run date {rec['run_date']}, window {rec['from_date']}..{rec['run_date']}, env {rec['env']})",
+        "-" * 78,
+        f"  ingest        rows in {_fmt(rec['rows_in'])}, quarantined {_fmt(rec['rows_quarantined'])}"
+        + (f"  ({', '.join(f'{k}: {v}' for k, v in sorted(ing.get('reasons', {}).items())[:6])})" if ing.get("reasons") else ""),
+        f"  gangs         {_fmt(rec['gangs'])} gangs, {_fmt(rec['gang_members'])} member applications, "
+        f"{_fmt(rec['super_nodes'])} super-nodes capped  [{rec.get('graph_backend')}]",
+        f"                table: {rec['gang_table']}",
+        f"  feature store version {_fmt(rec['feature_table_version'])}, {_fmt(rec['feature_rows_written'])} rows written, "
+        f"{_fmt(rec['feature_rows'])} for the run date  [{rec.get('store_backend')}]",
+        f"                table: {rec['feature_table']}",
+        f"  credit model  KS baseline {_fmt(rec['ks_baseline'])}  enriched {_fmt(rec['ks_enriched'])}  "
+        f"uplift {_fmt(rec['ks_uplift'], pct=True)}   (AUC {_fmt(rec['auc_baseline'])} → {_fmt(rec['auc_enriched'])})",
+        f"                MLflow run {rec['mlflow_run_id']}",
+        "  seconds       " + ", ".join(f"{k} {v}" for k, v in rec["step_seconds"].items()) + f"  (total {rec['total_seconds']})",
+        f"  run record    {rec.get('run_record')}",
+        "-" * 78,
+    ]
+    print("\n".join(lines), file=stream)
+    summary_keys = ["run_date", "feature_table", "feature_table_version", "gang_table", "rows_in", "rows_quarantined",
+                    "feature_rows", "gangs", "ks_baseline", "ks_enriched", "ks_uplift", "mlflow_run_id", "step_seconds"]
+    print(json.dumps({k: rec.get(k) for k in summary_keys} | {k: v for k, v in rec.items() if k not in summary_keys and k != "details"},
+                     default=str), file=stream)
+
+
+def _features_cmd(args: argparse.Namespace) -> int:
+    from riskgraph.config import load_config
+    from riskgraph.schemas import feature_specs
+
+    specs = feature_specs(load_config(args.env))
+    if args.action == "list":
+        for s in specs:
+            print(f"{s.name:40s} {s.dtype.simpleString():10s} {s.description}")
+        return 0
+    match = [s for s in specs if s.name == args.name]
+    if not match:
+        print(f"unknown feature {args.name!r}; `riskgraph features list` shows all {len(specs)}", file=sys.stderr)
+        return 2
+    s = match[0]
+    print(json.dumps({"name": s.name, "type": s.dtype.simpleString(), "description": s.description, "entity": s.entity,
+                      "source_job": s.source_job, "as_of": s.as_of}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="riskgraph", description="Fraud gangs and a point-in-time feature store for credit risk.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("simulate", help="write a simulated lending world (raw landing files + ground truth)", add_help=False)
+    r = sub.add_parser("run", help="run every nightly step for a run date in one process and print a summary")
+    add_common_args(r, need_run_date=False)
+    r.add_argument("--simulate", action="store_true", help="first simulate the configured world, then run for its whole date range")
+    r.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of steps, in order")
+    for step in STEPS:
+        s = sub.add_parser(step.replace("_", "-"), help=f"run the {step} job")
+        add_common_args(s)
+    f = sub.add_parser("features", help="the feature catalog")
+    f.add_argument("action", choices=["list", "describe"])
+    f.add_argument("name", nargs="?")
+    f.add_argument("--env", default=None)
+
+    if argv and argv[0] == "simulate":
+        from riskgraph.jobs import simulate
+
+        simulate.main(argv[1:])
+        return 0
+    args = p.parse_args(argv)
+    if args.cmd == "features":
+        return _features_cmd(args)
+    if args.cmd == "run":
+        steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+        unknown = [s for s in steps if s not in STEPS]
+        if unknown:
+            raise SystemExit(f"unknown step(s) {unknown}; steps: {list(STEPS)}")
+    else:
+        steps = [args.cmd.replace("-", "_")]
+        args.simulate = False
+    rec = _run_steps(args, steps)
+    if args.cmd == "run":
+        print_summary(rec)
+    else:
+        print(json.dumps(rec["details"].get(steps[0], {}), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Point-in-time network features: a brute-force reference and a planted-leak test."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import networkx as nx
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from riskgraph.features.network import (
+    add_prior_sharing_counts,
+    application_links,
+    assemble_features,
+    bad_known_events,
+    compute_pit_components,
+    pivot_sharing_counts,
+    sweep_components,
+)
+from riskgraph.schemas import feature_specs
+
+H = 3_600_000_000  # one hour in µs
+
+
+def _brute_force(links: pd.DataFrame, bad: dict[str, int], burst_hours: int) -> pd.DataFrame:
+    """For each application: build the graph of strictly earlier links, add the
+    application, and read its component directly."""
+    rows = []
+    apps = links.groupby("application_id")["t"].first()
+    for a, t in apps.items():
+        earlier = links[links["t"] < t]
+        mine = links[links["application_id"] == a]
+        g = nx.Graph()
+        g.add_node(("app", a))
+        g.add_edges_from((("app", r.application_id), ("val", r.value)) for r in earlier.itertuples())
+        g.add_edges_from((("app", a), ("val", v)) for v in mine["value"])
+        members = [n[1] for n in nx.node_connected_component(g, ("app", a)) if n[0] == "app" and n[1] != a]
+        times = [apps[m] for m in members]
+        rows.append((a, int(mine["value"].isin(earlier["value"]).sum()), 1 + len(members),
+                     sum(1 for m in members if m in bad and bad[m] < t),
+                     (t - min(times + [t])) / 86_400e6,
+                     sum(1 for x in times if t - burst_hours * H <= x < t)))
+    return pd.DataFrame(rows, columns=["application_id", "pit_linked_attribute_types", "pit_component_size",
+                                       "pit_component_bad_known", "pit_component_age_days", "_burst"])
+
+
+@pytest.mark.parametrize("seed", range(25), ids=lambda s: f"seed{s}")
+def test_sweep_matches_brute_force(seed):
+    rnd = random.Random(seed)
+    n_apps, n_vals = rnd.randint(2, 40), rnd.randint(1, 25)
+    rows = []
+    for i in range(n_apps):
+        t = rnd.randint(0, 60) * H // 2  # coarse times: many ties
+        for v in rnd.sample(range(n_vals), rnd.randint(1, min(3, n_vals))):
+            rows.append((f"a{i:02d}", t, f"v{v}", 0))
+    links = pd.DataFrame(rows, columns=["application_id", "t", "value", "kind"])
+    app_t = links.groupby("application_id")["t"].first()
+    bad = {a: t + rnd.randint(0, 20) * H for a, t in app_t.items() if rnd.random() < 0.4}
+    events = pd.concat([links, pd.DataFrame([(a, k, None, 1) for a, k in bad.items()], columns=links.columns)])
+    got = sweep_components(events.sample(frac=1, random_state=seed), burst_hours=6).sort_values("application_id").reset_index(drop=True)
+    exp = _brute_force(links, bad, 6).sort_values("application_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, exp, check_dtype=False)
+
+
+def _ts(day: int, hour: int = 12) -> dt.datetime:
+    return dt.datetime(2026, 1, day, hour, tzinfo=dt.timezone.utc)
+
+
+def test_no_future_label_or_link_reaches_a_row(spark, cfg_factory):
+    """a1 (day 1) and a2 (day 3) share a device; a2's fraud becomes known on day 10.
+    a1 must not see a2 (a future link); a3 (day 5, same device) sees a2 but not its label
+    (known later); a4 (day 12, same device) sees both the link and the label."""
+    cfg = cfg_factory()
+    apps = spark.createDataFrame(
+        [("a1", "p1", _ts(1)), ("a2", "p2", _ts(3)), ("a3", "p3", _ts(5)), ("a4", "p4", _ts(12)), ("a5", "p5", _ts(12))],
+        "application_id string, applicant_id string, application_ts timestamp",
+    )
+    edges = spark.createDataFrame(
+        [("app:a1", "device:D", _ts(1)), ("app:a2", "device:D", _ts(3)), ("app:a3", "device:D", _ts(5)),
+         ("app:a4", "device:D", _ts(12)), ("app:a5", "phone:P", _ts(12))],
+        "src string, dst string, ts timestamp",
+    )
+    outcomes = spark.createDataFrame([("a2", "fraud_confirmed", _ts(10)), ("a1", "good", _ts(2))],
+                                     "application_id string, outcome string, known_ts timestamp")
+    bad = bad_known_events(outcomes)
+    counts = add_prior_sharing_counts(application_links(edges, apps), bad, windows_days=(7, 30))
+    types = tuple(cfg.graph.attribute_types)
+    sharing = pivot_sharing_counts(counts, attribute_types=types, windows_days=(7, 30))
+    pit = compute_pit_components(counts, bad, attribute_types=types, max_degree=dict(cfg.graph.max_degree), burst_hours=24, buckets=2)
+    cols = ["application_id", "prior_apps_same_device", "prior_apps_same_device_7d", "prior_bad_same_device",
+            "pit_component_size", "pit_component_bad_known", "pit_linked_attribute_types"]
+    all_cols = [s.name for s in feature_specs(cfg)]
+    got = assemble_features(apps, sharing, pit, columns=all_cols, burst_hours=24).select(*cols)
+    expected = spark.createDataFrame(
+        [("a1", 0, 0, 0, 1, 0, 0), ("a2", 1, 1, 0, 2, 0, 1), ("a3", 2, 2, 0, 3, 0, 1),
+         ("a4", 3, 1, 1, 4, 1, 1), ("a5", 0, 0, 0, 1, 0, 0)],
+        "application_id string, prior_apps_same_device long, prior_apps_same_device_7d long, prior_bad_same_device long, "
+        "pit_component_size long, pit_component_bad_known long, pit_linked_attribute_types long",
+    )
+    assertDataFrameEqual(got, expected)
+
+
+def test_point_in_time_super_node_stops_linking(spark, cfg_factory):
+    """With a device cap of 2, the third and later users of a device are not linked through
+    it, whatever the device's final degree."""
+    cfg = cfg_factory(**{"graph.max_degree.device": 2})
+    apps = spark.createDataFrame([(f"a{i}", f"p{i}", _ts(1 + i)) for i in range(5)],
+                                 "application_id string, applicant_id string, application_ts timestamp")
+    edges = spark.createDataFrame([(f"app:a{i}", "device:HUB", _ts(1 + i)) for i in range(5)], "src string, dst string, ts timestamp")
+    bad = spark.createDataFrame([], "application_id string, known_ts timestamp")
+    counts = add_prior_sharing_counts(application_links(edges, apps), bad, windows_days=(7,))
+    pit = compute_pit_components(counts, bad, attribute_types=("device",), max_degree={"device": 2}, burst_hours=24, buckets=2)
+    got = pit.select("application_id", "pit_component_size")
+    # a0 alone; a1 joins a0 (prior degree 1 < 2); a2..a4 see prior degree >= 2: not linked
+    assertDataFrameEqual(got, spark.createDataFrame([("a0", 1), ("a1", 2)], "application_id string, pit_component_size long"))
+    assert cfg.graph.max_degree["device"] == 2
