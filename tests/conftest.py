@@ -14,6 +14,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers must import riskgraph
 os.environ["RISKGRAPH_PSEUDONYM_KEY"] = TEST_KEY
 os.environ["RISKGRAPH_ENV"] = "test"
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # pandas-on-Spark (used by assertDataFrameEqual) asks for it
 
 
 @pytest.fixture(scope="session")
