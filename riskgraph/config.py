@@ -116,6 +116,11 @@ class LgbmParams(_Frozen):
     learning_rate: float
     num_leaves: int
     min_child_samples: int
+    early_stopping_rounds: int = 30
+    num_threads: int = 1
+    feature_fraction: float = 0.9
+    bagging_fraction: float = 0.9
+    bagging_freq: int = 1
 
 
 class EvaluateSettings(_Frozen):

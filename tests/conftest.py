@@ -39,6 +39,7 @@ def spark(spark_tmp):
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.ansi.enabled", "false")
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
         .config("spark.sql.warehouse.dir", os.path.join(spark_tmp, "warehouse"))
         .config("spark.driver.memory", "2g")
         .getOrCreate()

@@ -1,0 +1,454 @@
+"""Credit-model evaluation: KS against scipy / toad, out-of-time splits, the model comparison,
+and the evaluate job end to end on a tiny Delta world (bronze + feature store + MLflow)."""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ks_2samp
+from sklearn.metrics import roc_auc_score
+
+from riskgraph.features import evaluation as E
+
+# --------------------------------------------------------------------------- KS vs scipy
+SIZES = [(1, 1), (1, 6), (3, 2), (5, 5), (12, 40), (60, 60), (150, 850), (900, 30)]
+KINDS = ["continuous", "ties", "binary"]
+KS_CASES = [pytest.param(i, nb, ng, kind, id=f"bad{nb}-good{ng}-{kind}")
+            for i, ((nb, ng), kind) in enumerate((s, k) for s in SIZES for k in KINDS)]
+
+
+def _scores(rng, n, kind, shift):
+    if kind == "continuous":
+        return rng.normal(shift, 1.0, n)
+    if kind == "ties":  # few distinct values: many ties inside and across classes
+        return np.round(rng.normal(shift, 1.0, n)).clip(-2, 3)
+    return (rng.uniform(size=n) < 0.4 + 0.2 * shift).astype(float)  # binary score: heavy ties
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scipy's p-value on tiny/tied samples; the statistic is exact
+@pytest.mark.parametrize("case, n_bad, n_good, kind", KS_CASES)
+def test_ks_statistic_matches_scipy_ks_2samp(case, n_bad, n_good, kind):
+    rng = np.random.default_rng(1000 + case)
+    bad, good = _scores(rng, n_bad, kind, 0.5), _scores(rng, n_good, kind, 0.0)
+    y = np.r_[np.ones(n_bad, int), np.zeros(n_good, int)]
+    s = np.r_[bad, good]
+    perm = rng.permutation(len(y))  # order must not matter
+    got = E.ks_statistic(y[perm], s[perm])
+    assert got == pytest.approx(ks_2samp(bad, good, method="asymp").statistic, abs=1e-12)
+    # the one-band-per-score table reaches exactly the same maximum
+    assert E.ks_table(y, s, bins=None)["ks"].max() == pytest.approx(got, abs=1e-12)
+
+
+def test_ks_statistic_reproduces_toads_published_value():
+    # toad's tests/test_metrics.py: seed 1, 500 uniform scores, random targets → KS 0.055367756612569874
+    np.random.seed(1)
+    feature = np.random.rand(500)
+    target = np.random.randint(2, size=500)
+    assert E.ks_statistic(target, feature) == pytest.approx(0.055367756612569874, abs=1e-12)
+
+
+def test_ks_statistic_ties_are_one_threshold():
+    # Scores tie across classes: no cut separates them, so KS is 0.5, not toad's row-wise 1.0.
+    y = np.array([1, 0, 1, 0])
+    s = np.array([0.7, 0.7, 0.2, 0.9])
+    assert E.ks_statistic(y, s) == pytest.approx(ks_2samp([0.7, 0.2], [0.7, 0.9]).statistic)
+    assert E.ks_statistic(y, s) == 0.5
+
+
+@pytest.mark.parametrize("y, s, message", [
+    pytest.param([0, 0, 0], [0.1, 0.2, 0.3], "both bads and goods", id="no-bads"),
+    pytest.param([1, 1], [0.1, 0.2], "both bads and goods", id="no-goods"),
+    pytest.param([0, 2, 1], [0.1, 0.2, 0.3], "only 0", id="bad-label"),
+    pytest.param([0, 1, 1], [0.1, np.nan, 0.3], "NaN", id="nan-score"),
+    pytest.param([0, 1], [0.1, 0.2, 0.3], "equal length", id="length"),
+])
+def test_ks_statistic_rejects_bad_input(y, s, message):
+    with pytest.raises(ValueError, match=message):
+        E.ks_statistic(y, s)
+
+
+def test_lift_by_decile_on_a_hand_checked_ranking():
+    s = np.arange(1, 21, dtype=float)  # 20 scores, 2 per decile
+    y = np.zeros(20, int)
+    y[[19, 18, 10]] = 1  # the two highest scores and one in the middle
+    t = E.lift_by_decile(y, s)
+    assert t["decile"].tolist() == list(range(1, 11))
+    assert t["n"].tolist() == [2] * 10
+    assert t.loc[0, ["min_score", "max_score"]].tolist() == [19.0, 20.0]
+    assert t.loc[0, "bad_rate"] == 1.0 and t.loc[0, "lift"] == pytest.approx(1.0 / 0.15)
+    assert t["bads"].tolist() == [2, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+    assert t["cum_bad_share"].iloc[-1] == pytest.approx(1.0)
+    assert t.loc[4, "cum_bad_share"] == pytest.approx(1.0) and t.loc[3, "cum_bad_share"] == pytest.approx(2 / 3)
+
+
+def test_ks_table_deciles_never_exceed_the_exact_ks():
+    rng = np.random.default_rng(7)
+    y = (rng.uniform(size=3000) < 0.1).astype(int)
+    s = rng.normal(size=3000) + y
+    t = E.ks_table(y, s, bins=10)
+    assert len(t) == 10 and t["n"].sum() == 3000 and t["bads"].sum() == y.sum()
+    assert t["min_score"].is_monotonic_decreasing
+    assert 0 < t["ks"].max() <= E.ks_statistic(y, s) + 1e-12
+
+
+def test_ks_curve_figure_marks_the_ks():
+    rng = np.random.default_rng(3)
+    y = (rng.uniform(size=400) < 0.3).astype(int)
+    s = rng.normal(size=400) + y
+    fig = E.ks_curve_figure(y, s, title="t")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(f"KS = {E.ks_statistic(y, s):.4f}" in lab for lab in labels), labels
+
+
+# --------------------------------------------------------------------------- OOT split
+def _times(tz=None):
+    ts = pd.to_datetime(["2026-01-31 23:59:59.999999", "2026-02-01 00:00:00", "2026-02-14 12:00",
+                         "2026-02-15 00:00:00", "2026-03-01", "2026-01-01"], format="ISO8601")
+    return ts.tz_localize(tz) if tz else ts
+
+
+@pytest.mark.parametrize("tz", [None, "UTC"], ids=["naive-utc", "tz-aware"])
+@pytest.mark.parametrize("bounds", [("2026-02-01", "2026-02-15"), (dt.date(2026, 2, 1), dt.date(2026, 2, 15))],
+                         ids=["iso-strings", "dates"])
+def test_oot_split_boundary_rows_go_to_the_later_split(tz, bounds):
+    df = pd.DataFrame({"application_ts": _times(tz), "k": range(6)})
+    train, valid, test = E.oot_split(df, "application_ts", *bounds)
+    assert sorted(train["k"]) == [0, 5]
+    assert sorted(valid["k"]) == [1, 2]  # exactly train_until → valid
+    assert sorted(test["k"]) == [3, 4]   # exactly valid_until → test
+
+
+@pytest.mark.parametrize("bounds, message", [
+    pytest.param(("2026-02-15", "2026-02-01"), "must be before", id="reversed"),
+    pytest.param(("2026-02-01", "2026-02-01"), "must be before", id="equal"),
+])
+def test_oot_split_rejects_bad_bounds(bounds, message):
+    df = pd.DataFrame({"application_ts": _times()})
+    with pytest.raises(ValueError, match=message):
+        E.oot_split(df, "application_ts", *bounds)
+
+
+def test_oot_split_names_a_missing_column_and_rejects_null_times():
+    with pytest.raises(KeyError, match=r"application_ts.*present: \['t'\]"):
+        E.oot_split(pd.DataFrame({"t": _times()}), "application_ts", "2026-02-01", "2026-02-15")
+    df = pd.DataFrame({"application_ts": pd.to_datetime(["2026-01-05", None])})
+    with pytest.raises(ValueError, match="null in 1 row"):
+        E.oot_split(df, "application_ts", "2026-02-01", "2026-02-15")
+
+
+# --------------------------------------------------------------------------- models
+PARAMS = dict(n_estimators=200, learning_rate=0.1, num_leaves=7, min_child_samples=40)
+
+
+def _synthetic(n: int, informative: bool, seed: int) -> pd.DataFrame:
+    """A credit world: x1 and channel carry signal; ``extra`` carries strong signal or none."""
+    rng = np.random.default_rng(seed)
+    ts = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.uniform(0, 90, n), unit="D")
+    x1, extra = rng.normal(size=n), rng.normal(size=n)
+    channel = rng.choice(["app", "web", "agent"], n)
+    logit = -2.2 + 0.7 * x1 + 0.3 * (channel == "agent") + (1.4 * extra if informative else 0.0)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"application_ts": ts, "x1": x1, "channel": channel, "extra": extra, "is_bad": y})
+
+
+@pytest.mark.parametrize("informative, n", [(True, 5000), (False, 20000)], ids=["signal-feature", "noise-feature"])
+def test_compare_models_uplift_follows_the_added_features_signal(informative, n):
+    train, valid, test = E.oot_split(_synthetic(n, informative, seed=11), "application_ts", "2026-02-15", "2026-03-01")
+    r = E.compare_models(train, valid, test, ["x1", "channel"], ["x1", "channel", "extra"], ["channel"], PARAMS, [1, 2])
+    assert r["seeds"] == [1, 2] and (r["n_train"], r["n_valid"], r["n_test"]) == (len(train), len(valid), len(test))
+    for m in ("baseline", "enriched"):
+        assert len(r[m]["ks"]) == 2 and len(r[m]["auc"]) == 2
+        assert r[m]["ks_mean"] == pytest.approx(np.mean(r[m]["ks"]))
+        assert r[m]["ks_sd"] == pytest.approx(np.std(r[m]["ks"], ddof=1))
+        # per-seed metrics are what the returned model scores give on test
+        y = test["is_bad"].to_numpy()
+        s = r["test_scores"][m][1]
+        assert r[m]["ks"][1] == pytest.approx(ks_2samp(s[y == 1], s[y == 0]).statistic, abs=1e-12)
+        assert r[m]["auc"][1] == pytest.approx(roc_auc_score(y, s))
+    assert r["ks_uplift"] == pytest.approx(r["enriched"]["ks_mean"] - r["baseline"]["ks_mean"])
+    if informative:
+        assert r["ks_uplift"] > 0.1 and r["auc_uplift"] > 0.05
+    else:
+        assert abs(r["ks_uplift"]) < 0.02 and abs(r["auc_uplift"]) < 0.02
+
+
+def test_fit_lgbm_is_deterministic_per_seed_and_seeds_differ():
+    train, valid, test = E.oot_split(_synthetic(4000, True, seed=5), "application_ts", "2026-02-15", "2026-03-01")
+    feats = ["x1", "channel", "extra"]
+    a = E.predict_score(E.fit_lgbm(train, valid, feats, ["channel"], PARAMS, seed=7), test)
+    b = E.predict_score(E.fit_lgbm(train, valid, feats, ["channel"], PARAMS, seed=7), test)
+    c = E.predict_score(E.fit_lgbm(train, valid, feats, ["channel"], PARAMS, seed=8), test)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_predict_score_treats_an_unseen_category_as_missing():
+    train, valid, test = E.oot_split(_synthetic(3000, True, seed=2), "application_ts", "2026-02-15", "2026-03-01")
+    model = E.fit_lgbm(train, valid, ["x1", "channel"], ["channel"], PARAMS, seed=1)
+    assert model.pandas_categorical == [["agent", "app", "web"]]
+    unseen = test.assign(channel="branch")
+    missing = test.assign(channel=None)
+    np.testing.assert_array_equal(E.predict_score(model, unseen), E.predict_score(model, missing))
+
+
+@pytest.mark.parametrize("baseline, enriched, categorical, message", [
+    pytest.param(["x1", "channel"], ["x1", "extra"], ["channel"], "must contain the baseline", id="enriched-drops-baseline"),
+    pytest.param(["x1"], ["x1", "extra"], ["channel"], "not features", id="stray-categorical"),
+    pytest.param(["x1"], ["x1", "nope"], [], r"missing column\(s\) \['nope'\]", id="missing-column"),
+])
+def test_compare_models_rejects_inconsistent_feature_sets(baseline, enriched, categorical, message):
+    train, valid, test = E.oot_split(_synthetic(2000, True, seed=3), "application_ts", "2026-02-15", "2026-03-01")
+    with pytest.raises((ValueError, KeyError), match=message):
+        E.compare_models(train, valid, test, baseline, enriched, categorical, PARAMS, [1])
+
+
+# --------------------------------------------------------------------------- Spark spine
+def test_build_labelled_spine_labels_and_maturity(spark):
+    from pyspark.testing import assertDataFrameEqual
+
+    from riskgraph import schemas as S
+
+    def T(*a):  # aware UTC: independent of the test process's local time zone
+        return dt.datetime(*a, tzinfo=dt.timezone.utc)
+
+    apps = spark.createDataFrame([
+        # id, applicant, ts, amount, term, income, channel, product
+        ("A1", "P1", T(2026, 1, 10, 8), 1200.0, 12, 100.0, "app", "cash"),      # bad known on day 29 → 1
+        ("A2", "P2", T(2026, 1, 10, 8), 1000.0, 10, 0.0, "web", "cash"),        # bad known on day 31 → 0; income 0
+        ("A3", "P1", T(2026, 3, 31, 23, 59, 59), 500.0, 5, 50.0, "agent", "sme"),  # matured on the run date's last second
+        ("A4", "P2", T(2026, 4, 1, 0, 0, 0), 500.0, 5, 50.0, "app", "sme"),    # horizon = next day → not matured
+        ("A5", "P3", T(2026, 2, 1), 300.0, None, 30.0, "app", "cash"),          # late default + early fraud → earliest bad
+    ], "application_id string, applicant_id string, application_ts timestamp, amount double, term_months int, "
+       "declared_income double, channel string, product string")
+    people = spark.createDataFrame([("P1", 1990, "R1"), ("P2", 1980, "R2"), ("P3", None, None)],
+                                   "applicant_id string, birth_year int, region string")
+    outcomes = spark.createDataFrame([
+        ("A1", "default", T(2026, 2, 8, 8)), ("A1", "good", T(2026, 1, 20)),
+        ("A2", "fraud_confirmed", T(2026, 2, 10, 8, 0, 1)),
+        ("A3", "default", T(2026, 4, 30, 23, 59, 59)),  # exactly at the horizon: still inside the window
+        ("A5", "default", T(2026, 4, 1)), ("A5", "fraud_confirmed", T(2026, 2, 5)),
+    ], "application_id string, outcome string, known_ts timestamp")
+    feats = spark.createDataFrame([("A1", T(2026, 1, 10, 8), 3), ("A3", T(2026, 3, 31, 23, 59, 59), 0),
+                                   ("A4", T(2026, 4, 1), 1), ("A5", T(2026, 2, 1), 7)],
+                                  "application_id string, as_of_ts timestamp, prior_apps_same_device long")
+    got = E.build_labelled_spine(apps, people, outcomes, feats, run_date=dt.date(2026, 4, 30), target_days=30,
+                                 network_features=["prior_apps_same_device"])
+    expected = spark.createDataFrame([
+        ("A1", T(2026, 1, 10, 8), 1, 1200.0, 12.0, 100.0, 1.0, 36.0, "app", "cash", "R1", 3.0, T(2026, 1, 10, 8), True),
+        ("A2", T(2026, 1, 10, 8), 0, 1000.0, 10.0, 0.0, None, 46.0, "web", "cash", "R2", None, None, None),
+        ("A3", T(2026, 3, 31, 23, 59, 59), 1, 500.0, 5.0, 50.0, 2.0, 36.0, "agent", "sme", "R1", 0.0,
+         T(2026, 3, 31, 23, 59, 59), True),
+        ("A5", T(2026, 2, 1), 1, 300.0, None, 30.0, None, None, "app", "cash", None, 7.0, T(2026, 2, 1), True),
+    ], got.schema)
+    assertDataFrameEqual(got, expected)
+    assert S.BAD_OUTCOMES == ("fraud_confirmed", "default")
+
+
+def test_check_spine_counts_applications_without_feature_rows():
+    spine = pd.DataFrame({
+        "application_id": ["A1", "A2", "A3"],
+        "application_ts": pd.to_datetime(["2026-01-02", "2026-01-03", "2026-01-03"]),
+        E.HAS_FEATURE_ROW: [True, None, None],
+        E.FEATURE_AS_OF: pd.to_datetime(["2026-01-02", None, None]),
+    })
+    with pytest.raises(E.FeatureStoreIncompleteError, match=r"2 of 3 matured applications have no row in /t \(version 4\); "
+                                                            r"application dates \['2026-01-03'\]"):
+        E.check_spine(spine, feature_table="/t", feature_version=4)
+    shifted = spine.assign(**{E.HAS_FEATURE_ROW: True, E.FEATURE_AS_OF: pd.to_datetime(["2026-01-02"] * 3)})
+    with pytest.raises(E.FeatureStoreIncompleteError, match="2 feature row.*as_of_ts different"):
+        E.check_spine(shifted, feature_table="/t", feature_version=4)
+
+
+# --------------------------------------------------------------------------- the job
+RUN_DATE = dt.date(2026, 4, 30)  # test config: target 30 days → matured = applied before 2026-04-01
+UTC = dt.timezone.utc
+MATURITY_EDGE = dt.datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def _world(n: int = 900, seed: int = 4) -> dict:
+    """Applications 2026-01-01..2026-04-20 with planted gangs: gang members are bad more
+    often and stand out in the network features; income nudges the baseline."""
+    rng = np.random.default_rng(seed)
+    start = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    # applications arrive on every 4th day only: fewer date partitions keep the test quick
+    days = rng.choice(np.arange(0, 110, 4), n)
+    ts = [start + dt.timedelta(days=int(d), seconds=int(x)) for d, x in zip(days, rng.uniform(0, 86400, n))]
+    # boundary rows: exactly at train_until (→ valid), at the maturity edge (in / out)
+    ts[:3] = [dt.datetime(2026, 2, 1, tzinfo=UTC), dt.datetime(2026, 3, 31, 23, 59, 59, tzinfo=UTC), MATURITY_EDGE]
+    gang = rng.uniform(size=n) < 0.2
+    income = rng.lognormal(8, 0.4, n).round(2)
+    p_bad = np.where(gang, 0.55, 0.05 + 0.1 * (income < 2500))
+    bad = rng.uniform(size=n) < p_bad
+    apps, people, outs = [], [], []
+    for i in range(n):
+        aid, pid = f"A{i:05d}", f"P{i:05d}"
+        apps.append(dict(application_id=aid, applicant_id=pid, application_ts=ts[i],
+                         product=str(rng.choice(["cash", "consumer", "sme"])), amount=float(rng.integers(5, 200) * 100),
+                         term_months=int(rng.choice([6, 12, 24])), channel=str(rng.choice(["app", "web", "agent"])),
+                         declared_income=float(income[i]), device_id=f"d{i}", dt=ts[i].strftime("%Y-%m-01")))
+        people.append(dict(applicant_id=pid, birth_year=int(rng.integers(1955, 2004)),
+                           region=str(rng.choice(["N", "S", "E", "W"])), dt="2026-01-01"))
+        if bad[i]:
+            late = rng.uniform() < 0.15  # known after the 30-day window → labelled good
+            known = ts[i] + dt.timedelta(days=float(rng.uniform(31, 60) if late else rng.uniform(0.5, 29)))
+            outs.append(dict(application_id=aid, outcome=str(rng.choice(["default", "fraud_confirmed"])), known_ts=known))
+        elif rng.uniform() < 0.3:
+            outs.append(dict(application_id=aid, outcome="good", known_ts=ts[i] + dt.timedelta(days=20)))
+    for o in outs:
+        o["dt"] = o["known_ts"].strftime("%Y-%m-01")
+    return dict(apps=apps, people=people, outs=outs, gang=gang, rng_seed=seed)
+
+
+def _feature_rows(cfg, world: dict, drop: set[str]) -> list[dict]:
+    from riskgraph.schemas import feature_specs
+
+    rng = np.random.default_rng(world["rng_seed"] + 1)
+    specs = [s for s in feature_specs(cfg) if s.as_of != "key"]
+    rows = []
+    for a, g in zip(world["apps"], world["gang"]):
+        if a["application_ts"] >= MATURITY_EDGE or a["application_id"] in drop:
+            continue  # immature applications have no feature row yet: that must be fine
+        row = dict(application_id=a["application_id"], applicant_id=a["applicant_id"], as_of_ts=a["application_ts"],
+                   run_date=a["application_ts"].strftime("%Y-%m-%d"))
+        for j, s in enumerate(specs):
+            lam = (2.0 + j % 3) if g else 0.15
+            v = rng.poisson(lam)
+            row[s.name] = float(v) * 1.5 if s.name == "pit_component_age_days" else int(v)
+        rows.append(row)
+    return rows
+
+
+def _write_world(spark, cfg, world: dict, *, drop: set[str] = frozenset(), bronze_from=None) -> None:
+    from riskgraph import schemas as S
+    from riskgraph import tables as T
+    from riskgraph.store import DeltaRsStore
+
+    store = DeltaRsStore()
+
+    def write(table, rows, schema):
+        cols = [f.name for f in schema.fields]
+        df = spark.createDataFrame([tuple(r.get(c) for c in cols) for r in rows], schema).coalesce(1)
+        parts = sorted({r[table.partition_col] for r in rows})
+        store.write(df, table.uri(cfg), partition_col=table.partition_col, partitions=parts, run_id="t")
+
+    if bronze_from is None:
+        write(T.BRONZE_APPLICATIONS, world["apps"], S.struct(S.BRONZE_APPLICATIONS))
+        write(T.BRONZE_APPLICANTS, world["people"], S.struct(S.BRONZE_APPLICANTS))
+        write(T.BRONZE_OUTCOMES, world["outs"], S.struct(S.BRONZE_OUTCOMES))
+    else:
+        shutil.copytree(T.BRONZE_APPLICATIONS.uri(bronze_from).rsplit("/", 1)[0], cfg.paths.table("bronze"))
+    write(T.FEATURES, _feature_rows(cfg, world, drop), S.feature_schema(cfg))
+
+
+def _cfg(tmp):
+    from riskgraph.config import load_config
+
+    return load_config("test", overrides={
+        "paths.root": str(tmp / "root"), "paths.checkpoint_dir": str(tmp / "ckpt"),
+        "mlflow.tracking_uri": f"sqlite:///{tmp}/mlflow.db", "mlflow.artifact_root": str(tmp / "art"),
+        "evaluate.seeds": [1],  # one seed: the logged model is then the whole reported KS
+    })
+
+
+@pytest.fixture(scope="module")
+def world_cfg(spark, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evaluate-world")
+    cfg, world = _cfg(tmp), _world()
+    _write_world(spark, cfg, world)
+    return world, cfg, tmp
+
+
+def _expected_frame(world: dict, cfg) -> pd.DataFrame:
+    """The labelled, featured spine recomputed in plain Python from the generated rows."""
+    feats = {r["application_id"]: r for r in _feature_rows(cfg, world, set())}
+    people = {p["applicant_id"]: p for p in world["people"]}
+    first_bad: dict = {}
+    for o in world["outs"]:
+        if o["outcome"] != "good":
+            first_bad[o["application_id"]] = min(o["known_ts"], first_bad.get(o["application_id"], o["known_ts"]))
+    rows = []
+    for a in world["apps"]:
+        horizon = a["application_ts"] + dt.timedelta(days=cfg.evaluate.target_days)
+        if horizon.date() > RUN_DATE:
+            continue
+        p, f = people[a["applicant_id"]], feats[a["application_id"]]
+        rows.append({**{k: v for k, v in f.items() if k not in ("application_id", "applicant_id", "as_of_ts", "run_date")},
+                     "application_ts": a["application_ts"].replace(tzinfo=None),  # naive UTC, like toPandas
+                     "is_bad": int(a["application_id"] in first_bad and first_bad[a["application_id"]] <= horizon),
+                     "amount": a["amount"], "term_months": a["term_months"], "declared_income": a["declared_income"],
+                     "amount_to_income": a["amount"] / (a["declared_income"] * a["term_months"]),
+                     "age": a["application_ts"].year - p["birth_year"],
+                     "channel": a["channel"], "product": a["product"], "region": p["region"]})
+    return pd.DataFrame(rows)
+
+
+def test_evaluate_job_logs_an_honest_ks_uplift_to_mlflow(spark, world_cfg):
+    import mlflow
+    from deltalake import DeltaTable
+
+    from riskgraph import tables as T
+    from riskgraph.jobs import evaluate
+    from riskgraph.runtime import JobContext
+
+    world, cfg, tmp = world_cfg
+    res = evaluate.run(spark, JobContext(cfg, RUN_DATE, RUN_DATE, "eval-test"))
+
+    # the spine, split and label recomputed without Spark
+    exp = _expected_frame(world, cfg)
+    t = pd.to_datetime(exp["application_ts"])
+    test = exp[t >= pd.Timestamp(cfg.evaluate.valid_until)]
+    assert (res["n_train"], res["n_valid"], res["n_test"]) == (
+        int((t < pd.Timestamp(cfg.evaluate.train_until)).sum()),
+        int(((t >= pd.Timestamp(cfg.evaluate.train_until)) & (t < pd.Timestamp(cfg.evaluate.valid_until))).sum()),
+        len(test))
+    assert res["feature_table_version"] == DeltaTable(T.FEATURES.uri(cfg)).version()
+
+    # the reported KS is what the logged enriched model gives on the test period
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    booster = mlflow.lightgbm.load_model(res["enriched_model_uri"])
+    X = pd.DataFrame({c: test[c] for c in booster.feature_name()})
+    for c, levels in zip(["channel", "product", "region"], booster.pandas_categorical):
+        X[c] = pd.Categorical(test[c], categories=levels)
+    s = booster.predict(X)
+    y = test["is_bad"].to_numpy()
+    assert res["ks_enriched"] == pytest.approx(ks_2samp(s[y == 1], s[y == 0]).statistic, abs=1e-12)
+    assert res["auc_enriched"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert res["ks_uplift"] == pytest.approx(res["ks_enriched"] - res["ks_baseline"], abs=1e-12)
+    assert res["ks_uplift"] > 0  # the planted gangs are visible only to the network features
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(res["mlflow_run_id"])
+    for k in ("ks_baseline", "ks_enriched", "ks_uplift", "ks_uplift_sd", "auc_baseline", "auc_enriched", "auc_uplift"):
+        assert run.data.metrics[k] == pytest.approx(res[k]), k
+    p = run.data.params
+    assert p["feature_table_version"] == str(res["feature_table_version"])
+    assert p["feature_table"] == T.FEATURES.uri(cfg) and p["run_date"] == "2026-04-30" and p["store_backend"] == "delta-rs"
+    assert p["n_test"] == str(len(test)) and float(p["bad_rate_test"]) == pytest.approx(y.mean(), abs=1e-6)
+    assert p["cfg.evaluate.target_days"] == "30" and all(len(v) <= 500 for v in p.values())
+    assert run.data.tags["riskgraph.run_id"] == "eval-test"
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"ks_curve_baseline.png", "ks_curve_enriched.png", "lift_baseline.csv", "lift_enriched.csv",
+            "feature_importance_enriched.csv"} <= arts
+    exp_obj = client.get_experiment(run.info.experiment_id)
+    assert exp_obj.artifact_location == (tmp / "art").as_uri()
+    assert (tmp / "art").is_dir() and any((tmp / "art").rglob("ks_curve_enriched.png"))
+    imp = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="feature_importance_enriched.csv",
+                                                          dst_path=str(tmp / "dl")))
+    assert set(imp["feature"]) == set(booster.feature_name())
+
+
+def test_evaluate_job_fails_when_a_matured_application_lacks_features(spark, world_cfg, tmp_path):
+    from riskgraph.jobs import evaluate
+    from riskgraph.runtime import JobContext
+
+    world, full_cfg, _ = world_cfg
+    cfg = _cfg(tmp_path)
+    drop = {a["application_id"] for a in world["apps"][3:] if a["application_ts"] < MATURITY_EDGE - dt.timedelta(days=1)}
+    drop = set(sorted(drop)[:3])  # three matured applications lose their feature rows
+    _write_world(spark, cfg, world, drop=drop, bronze_from=full_cfg)
+    with pytest.raises(E.FeatureStoreIncompleteError, match=r"feature store incomplete: 3 of \d+ matured applications"):
+        evaluate.run(spark, JobContext(cfg, RUN_DATE, RUN_DATE, "eval-missing"))
+    assert not (tmp_path / "mlflow.db").exists()  # failed before anything was logged
