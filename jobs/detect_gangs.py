@@ -11,10 +11,12 @@ from pyspark.sql import functions as F
 from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features.components import CCStats, choose_graph_backend, connected_components
+from riskgraph.features.gang_quality import gang_pair_quality
 from riskgraph.features.gangs import application_edges, gang_links, gang_members, summarize_gangs
 from riskgraph.features.graph import detect_super_nodes
 from riskgraph.features.network import bad_known_events
 from riskgraph.inputs import bronze_as_of, snapshot, with_run_date
+from riskgraph.io import path_exists
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
 
@@ -44,6 +46,11 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     m = store.write(with_run_date(members, ctx, S.GANG_MEMBERS), T.GANG_MEMBERS.uri(cfg), description=T.GANG_MEMBERS.description, **w)
     g = store.write(with_run_date(summary, ctx, S.GANGS), T.GANGS.uri(cfg), description=T.GANGS.description, **w)
     h = store.write(with_run_date(hubs, ctx, S.SUPER_NODES), T.SUPER_NODES.uri(cfg), description=T.SUPER_NODES.description, **w)
+    quality = {}
+    truth_path = f"{T.truth_dir(cfg)}/gang_membership.parquet"
+    if path_exists(spark, truth_path):  # a simulated world: score the gangs against the planted ones
+        quality = gang_pair_quality(apps, members, spark.read.parquet(truth_path).filter(F.col("gang_id").isNotNull()))
+        log.info("gang quality vs planted truth: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()})
     # bounded: one row per attribute type
     hubs_by_type = {r["type"]: r["n"] for r in hubs.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
     for df in (hubs, links, members):
@@ -51,7 +58,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %d rounds",
              ctx.run_date_str, g.rows, m.rows, h.rows, hubs_by_type, backend, stats.rounds)
     return {"gangs": g.rows, "gang_members": m.rows, "super_nodes": h.rows, "super_nodes_by_type": hubs_by_type,
-            "graph_backend": backend, "cc_rounds": stats.rounds, "gang_table": T.GANGS.uri(cfg)}
+            "graph_backend": backend, "cc_rounds": stats.rounds, "gang_table": T.GANGS.uri(cfg), **quality}
 
 
 if __name__ == "__main__":

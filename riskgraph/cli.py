@@ -25,43 +25,54 @@ STEPS = {
 }
 
 
-def _run_steps(args: argparse.Namespace, steps: list[str]) -> dict:
+def run_pipeline(cfg, *, run_date: dt.date, from_date: dt.date | None = None, run_id: str | None = None,
+                 steps: list[str] | None = None, spark=None, simulate_summary: dict | None = None,
+                 extra_seconds: dict | None = None) -> dict:
+    """Run ``steps`` (default: all, in nightly order) in one Spark session and return the
+    run record (also saved as ``<root>/runs/<run_id>.json``)."""
     from riskgraph import tables as T
-    from riskgraph.config import load_config
-    from riskgraph.runtime import parse_overrides
+    from riskgraph.runtime import JobContext, default_run_id
     from riskgraph.session import get_spark
 
-    cfg = load_config(args.env, args.conf, parse_overrides(args.overrides))
-    if getattr(args, "simulate", False):
-        from riskgraph.jobs import simulate
-
-        log.info("[simulate] writing a simulated world to %s", cfg.paths.root)
-        t0 = time.perf_counter()
-        sim_summary = simulate.main(_passthrough(args))
-        sim_seconds = round(time.perf_counter() - t0, 1)
-        args.run_date = args.run_date or cfg.simulation.end_date
-        args.from_date = args.from_date or cfg.simulation.start_date
-    else:
-        sim_summary, sim_seconds = None, None
-    if args.run_date is None:
-        raise SystemExit("--run-date is required (or --simulate, which runs for the simulated world's end date)")
-    ctx = context_from_args(args, cfg)
-    spark = get_spark(cfg)
-    results, seconds = {}, {}
-    if sim_seconds is not None:
-        seconds["simulate"] = sim_seconds
+    steps = steps or list(STEPS)
+    from_date = from_date or run_date
+    ctx = JobContext(cfg=cfg, run_date=run_date, from_date=from_date, run_id=run_id or default_run_id(run_date, from_date))
+    spark = spark or get_spark(cfg)
+    results, seconds = {}, dict(extra_seconds or {})
     for i, step in enumerate(steps, 1):
         log.info("[%d/%d] %s: run_date=%s window=%s..%s", i, len(steps), step, ctx.run_date, ctx.from_date, ctx.run_date)
         t0 = time.perf_counter()
         results[step] = importlib.import_module(STEPS[step]).run(spark, ctx) or {}
         seconds[step] = round(time.perf_counter() - t0, 1)
         log.info("[%d/%d] %s done in %.1f s", i, len(steps), step, seconds[step])
-    record = _record(ctx, results, seconds, sim_summary)
+    record = _record(ctx, results, seconds, simulate_summary)
     out = Path(T.runs_dir(cfg))
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{ctx.run_id}.json").write_text(json.dumps(record, indent=2, default=str))
     record["run_record"] = str(out / f"{ctx.run_id}.json")
+    (out / f"{ctx.run_id}.json").write_text(json.dumps(record, indent=2, default=str))
     return record
+
+
+def _run_steps(args: argparse.Namespace, steps: list[str]) -> dict:
+    from riskgraph.config import load_config
+    from riskgraph.runtime import parse_overrides
+
+    cfg = load_config(args.env, args.conf, parse_overrides(args.overrides))
+    sim_summary, extra = None, {}
+    if getattr(args, "simulate", False):
+        from riskgraph.jobs import simulate
+
+        log.info("[simulate] writing a simulated world to %s", cfg.paths.root)
+        t0 = time.perf_counter()
+        sim_summary = simulate.main(_passthrough(args))
+        extra["simulate"] = round(time.perf_counter() - t0, 1)
+        args.run_date = args.run_date or cfg.simulation.end_date
+        args.from_date = args.from_date or cfg.simulation.start_date
+    if args.run_date is None:
+        raise SystemExit("--run-date is required (or --simulate, which runs for the simulated world's end date)")
+    ctx = context_from_args(args, cfg)
+    return run_pipeline(cfg, run_date=ctx.run_date, from_date=ctx.from_date, run_id=ctx.run_id, steps=steps,
+                        simulate_summary=sim_summary, extra_seconds=extra)
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
@@ -94,6 +105,9 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "gangs": gang.get("gangs"),
         "gang_members": gang.get("gang_members"),
         "super_nodes": gang.get("super_nodes"),
+        "gang_pairwise_precision": gang.get("gang_pairwise_precision"),
+        "gang_pairwise_recall": gang.get("gang_pairwise_recall"),
+        "gang_ari": gang.get("gang_ari"),
         "ks_baseline": ev.get("ks_baseline"),
         "ks_enriched": ev.get("ks_enriched"),
         "ks_uplift": ev.get("ks_uplift"),
@@ -128,6 +142,8 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
         + (f"  ({', '.join(f'{k}: {v}' for k, v in sorted(ing.get('reasons', {}).items())[:6])})" if ing.get("reasons") else ""),
         f"  gangs         {_fmt(rec['gangs'])} gangs, {_fmt(rec['gang_members'])} member applications, "
         f"{_fmt(rec['super_nodes'])} super-nodes capped  [{rec.get('graph_backend')}]",
+        f"                vs planted truth: pairwise precision {_fmt(rec.get('gang_pairwise_precision'))}, "
+        f"recall {_fmt(rec.get('gang_pairwise_recall'))}, ARI {_fmt(rec.get('gang_ari'))}",
         f"                table: {rec['gang_table']}",
         f"  feature store version {_fmt(rec['feature_table_version'])}, {_fmt(rec['feature_rows_written'])} rows written, "
         f"{_fmt(rec['feature_rows'])} for the run date  [{rec.get('store_backend')}]",

@@ -1,0 +1,37 @@
+"""Gang quality metrics against sklearn and brute-force pair counting."""
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from riskgraph.features.gang_quality import gang_pair_quality
+
+
+def _labels(rnd, n, k, p_none):
+    return {f"a{i}": (None if rnd.random() < p_none else f"g{rnd.randrange(k)}") for i in range(n)}
+
+
+@pytest.mark.parametrize("seed", range(6), ids=lambda s: f"seed{s}")
+def test_matches_sklearn_and_pair_counting(spark, seed):
+    rnd = random.Random(seed)
+    n = rnd.randint(5, 60)
+    found, truth = _labels(rnd, n, rnd.randint(1, 6), 0.4), _labels(rnd, n, rnd.randint(1, 6), 0.3)
+    apps = spark.createDataFrame([(a,) for a in found], "application_id string")
+    f_df = spark.createDataFrame([(a, g) for a, g in found.items() if g], "application_id string, gang_id string")
+    t_df = spark.createDataFrame([(a, g) for a, g in truth.items()], "application_id string, gang_id string")
+    got = gang_pair_quality(apps, f_df, t_df)
+
+    solo = lambda d, a: d[a] or f"solo:{a}"  # noqa: E731
+    ids = sorted(found)
+    assert got["gang_ari"] == pytest.approx(adjusted_rand_score([solo(truth, a) for a in ids], [solo(found, a) for a in ids]))
+    pairs = list(itertools.combinations(ids, 2))
+    same_f = {p for p in pairs if found[p[0]] and found[p[0]] == found[p[1]]}
+    same_t = {p for p in pairs if truth[p[0]] and truth[p[0]] == truth[p[1]]}
+    assert got["pairs_found"] == len(same_f) and got["pairs_true"] == len(same_t) and got["pairs_both"] == len(same_f & same_t)
+    if same_f:
+        assert got["gang_pairwise_precision"] == pytest.approx(len(same_f & same_t) / len(same_f))
+    if same_t:
+        assert got["gang_pairwise_recall"] == pytest.approx(len(same_f & same_t) / len(same_t))
