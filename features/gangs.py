@@ -5,16 +5,17 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from riskgraph.features.graph import APP_PREFIX, application_of, star_edges
+from riskgraph.features.graph import APP_PREFIX, application_of, star_edges, vertex_type
 from riskgraph.features.validation import require_columns
 
 EVIDENCE_TOP = 20
 
 
-def gang_links(edges: DataFrame, super_nodes: DataFrame) -> DataFrame:
-    """Edges whose attribute is not a super-node. Needs edges(src, dst, ts), super_nodes(id)."""
+def gang_links(edges: DataFrame, super_nodes: DataFrame, *, link_types: tuple[str, ...]) -> DataFrame:
+    """Edges of a linking type whose attribute is not a super-node.
+    Needs edges(src, dst, ts), super_nodes(id)."""
     require_columns(edges, ["src", "dst", "ts"], "gang_links")
-    return edges.join(super_nodes.select(F.col("id").alias("dst")), "dst", "left_anti")
+    return edges.filter(vertex_type(F.col("dst")).isin(*link_types)).join(super_nodes.select(F.col("id").alias("dst")), "dst", "left_anti")
 
 
 def application_edges(links: DataFrame) -> DataFrame:

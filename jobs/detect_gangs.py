@@ -33,7 +33,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     bad = bad_known_events(bronze_as_of(spark, store, ctx, T.BRONZE_OUTCOMES))
 
     hubs = detect_super_nodes(vertices, max_degree=dict(cfg.graph.max_degree)).persist(StorageLevel.MEMORY_AND_DISK)
-    links = gang_links(edges, hubs).persist(StorageLevel.MEMORY_AND_DISK)
+    links = gang_links(edges, hubs, link_types=tuple(cfg.graph.link_types)).persist(StorageLevel.MEMORY_AND_DISK)
     app_edges = application_edges(links)
     stats = CCStats(backend)
     comps = connected_components(vertices.filter(F.col("type") == "application").select("id"), app_edges, backend=backend,

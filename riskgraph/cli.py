@@ -166,7 +166,13 @@ def _features_cmd(args: argparse.Namespace) -> int:
     from riskgraph.config import load_config
     from riskgraph.schemas import feature_specs
 
-    specs = feature_specs(load_config(args.env))
+    cfg = load_config(args.env)
+    specs = feature_specs(cfg)
+    if args.action == "doc":
+        from riskgraph.schemas import render_catalog_markdown
+
+        sys.stdout.write(render_catalog_markdown(cfg))
+        return 0
     if args.action == "list":
         for s in specs:
             print(f"{s.name:40s} {s.dtype.simpleString():10s} {s.description}")
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         s = sub.add_parser(step.replace("_", "-"), help=f"run the {step} job")
         add_common_args(s)
     f = sub.add_parser("features", help="the feature catalog")
-    f.add_argument("action", choices=["list", "describe"])
+    f.add_argument("action", choices=["list", "describe", "doc"])
     f.add_argument("name", nargs="?")
     f.add_argument("--env", default=None)
 

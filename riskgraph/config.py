@@ -88,6 +88,7 @@ ATTRIBUTE_TYPES = ("device", "phone", "ip", "gps", "email", "employer", "referre
 
 class GraphSettings(_Frozen):
     attribute_types: tuple[str, ...]
+    link_types: tuple[str, ...]
     max_degree: dict[str, int]
     gang_min_size: int = Field(ge=2)
     cc_max_iter: int = Field(gt=0)
@@ -99,6 +100,8 @@ class GraphSettings(_Frozen):
         unknown = set(self.attribute_types) - set(ATTRIBUTE_TYPES)
         if unknown:
             raise ValueError(f"graph.attribute_types has unknown types {sorted(unknown)}; known: {ATTRIBUTE_TYPES}")
+        if not set(self.link_types) <= set(self.attribute_types):
+            raise ValueError(f"graph.link_types {sorted(set(self.link_types) - set(self.attribute_types))} are not in graph.attribute_types")
         missing = set(self.attribute_types) - set(self.max_degree)
         if missing:
             raise ValueError(f"graph.max_degree lacks a cap for {sorted(missing)}")

@@ -58,7 +58,7 @@ def _date(s: str) -> dt.date:
 def add_common_args(p: argparse.ArgumentParser, *, need_run_date: bool = True) -> None:
     p.add_argument("--run-date", type=_date, required=need_run_date, help="nightly run date, yyyy-mm-dd (Airflow: {{ ds }})")
     p.add_argument("--from-date", type=_date, default=None, help="first application date this run owns (default: the run date; earlier for an initial load or backfill)")
-    p.add_argument("--run-id", default=None, help="id of this run (default: derived from the dates); re-using it makes commits idempotent")
+    p.add_argument("--run-id", default=None, help="id of this run (default: dates + a timestamp, unique per invocation); re-using an id makes its commits no-ops")
     p.add_argument("--env", default=None, help="config environment: conf/<env>.yaml (default $RISKGRAPH_ENV or local)")
     p.add_argument("--conf", default=None, help="extra YAML file merged over the environment's config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set simulation.seed=7")
@@ -75,7 +75,11 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def default_run_id(run_date: dt.date, from_date: dt.date) -> str:
-    return f"{from_date.isoformat()}_{run_date.isoformat()}"
+    """Unique per invocation, so re-running a date (e.g. after a config change) replaces it.
+    Schedulers pass their own stable id (Airflow: {{ run_id }}), so a retried task whose
+    commit already landed is a no-op instead."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{from_date.isoformat()}_{run_date.isoformat()}_{stamp}"
 
 
 def context_from_args(args: argparse.Namespace, cfg: Config | None = None) -> JobContext:

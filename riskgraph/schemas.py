@@ -206,8 +206,8 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
             specs.append(FeatureSpec(f"prior_apps_same_{t}_{w}d", LongType(), f"earlier applications sharing the {t} value within the last {w} days"))
         specs.append(FeatureSpec(f"prior_bad_same_{t}", LongType(), f"earlier applications sharing the {t} value whose bad outcome (fraud or default) was known before the application time"))
     specs += [
-        FeatureSpec("pit_linked_attribute_types", LongType(), "attribute types (of those not capped as super-nodes at that time) through which the application links to an earlier application"),
-        FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the application-attribute graph made of links known before its time; super-node values stop linking once their prior degree reaches graph.max_degree"),
+        FeatureSpec("pit_linked_attribute_types", LongType(), "linking attribute types (graph.link_types, not capped as super-nodes at that time) through which the application links to an earlier application"),
+        FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the graph of linking attributes (graph.link_types) made of links known before its time; super-node values stop linking once their prior degree reaches graph.max_degree"),
         FeatureSpec("pit_component_bad_known", LongType(), "component members whose bad outcome was known before the application time"),
         FeatureSpec("pit_component_age_days", DoubleType(), "days since the component's first application (0 for a new component)"),
         FeatureSpec(f"pit_component_apps_{burst_hours}h", LongType(), f"component members that applied in the {burst_hours} hours before the application (burstiness)"),
@@ -219,6 +219,29 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
 def feature_specs(cfg) -> list[FeatureSpec]:
     """The feature table's catalog for a config (attribute types, windows, burst hours)."""
     return _feature_specs(tuple(cfg.graph.attribute_types), tuple(cfg.features.windows_days), cfg.features.burst_hours)
+
+
+def render_catalog_markdown(cfg) -> str:
+    """docs/features.md: the feature table's columns, from the one declaration above."""
+    from riskgraph.tables import FEATURES
+
+    lines = [
+        "# Feature catalog: `application_network` feature table",
+        "",
+        "Generated from `riskgraph/schemas.py` by `riskgraph features doc > docs/features.md`; a test fails when this",
+        "file and the code disagree. The same descriptions are stored as column comments in the Delta table's schema.",
+        "",
+        f"- table: `<paths.root>/{'/'.join(FEATURES.parts)}` (Delta), partitioned by `{FEATURES.partition_col}`",
+        "- entity: one row per application, keyed by `application_id` and `as_of_ts` (the application time)",
+        "- point in time: every feature uses only facts known strictly before `as_of_ts`; labels count from the time",
+        "  they became known, links from the time they appeared",
+        "",
+        "| column | type | entity | source job | as of | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for sp in feature_specs(cfg):
+        lines.append(f"| `{sp.name}` | {sp.dtype.simpleString()} | {sp.entity} | {sp.source_job} | {sp.as_of} | {sp.description} |")
+    return "\n".join(lines) + "\n"
 
 
 def feature_schema(cfg) -> StructType:
