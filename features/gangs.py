@@ -2,7 +2,7 @@
 with the evidence that links each gang's members."""
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from riskgraph.features.graph import APP_PREFIX, application_of, star_edges, vertex_type
@@ -18,21 +18,43 @@ def gang_links(edges: DataFrame, super_nodes: DataFrame, *, link_types: tuple[st
     return edges.filter(vertex_type(F.col("dst")).isin(*link_types)).join(super_nodes.select(F.col("id").alias("dst")), "dst", "left_anti")
 
 
-def application_edges(links: DataFrame) -> DataFrame:
-    """Application–application star edges (src, dst as application vertex ids)."""
-    return star_edges(links, node_col="src", value_col="dst", order_col="ts")
+def application_edges(links: DataFrame, *, window_days: float | None = None) -> DataFrame:
+    """Application–application edges (src, dst as application vertex ids).
+
+    Without a window: a star per attribute value (each user linked to its first user), so
+    components equal the bipartite graph's. With ``window_days``: each application is
+    linked to the previous application that used the same value, if that one came at most
+    ``window_days`` earlier; gangs apply in bursts, while a household or a repeat borrower
+    re-uses a value months apart and is not glued to it.
+    """
+    if window_days is None:
+        return star_edges(links, node_col="src", value_col="dst", order_col="ts")
+    require_columns(links, ["src", "dst", "ts"], "application_edges")
+    w = Window.partitionBy("dst").orderBy("ts", "src")
+    prev = links.select("src", "dst", "ts", F.lag("src").over(w).alias("_prev"), F.lag("ts").over(w).alias("_prev_ts"))
+    return (
+        prev.filter(F.col("_prev").isNotNull())
+        .filter(F.unix_micros("ts") - F.unix_micros("_prev_ts") <= int(window_days * 86_400 * 1_000_000))
+        .select("src", F.col("_prev").alias("dst"))
+        .filter(F.col("src") != F.col("dst"))
+        .distinct()
+    )
 
 
-def gang_members(components: DataFrame, *, min_size: int) -> DataFrame:
+def gang_members(components: DataFrame, applications: DataFrame, *, min_size: int) -> DataFrame:
     """From CC output over application vertices (id, component) to application_id, gang_id
-    for components of at least ``min_size`` applications."""
+    for components holding at least ``min_size`` distinct applicants (one person's repeat
+    loans are not a gang). Needs applications(application_id, applicant_id)."""
     require_columns(components, ["id", "component"], "gang_members")
-    apps = components.filter(F.col("id").startswith(APP_PREFIX))
-    sizes = apps.groupBy("component").agg(F.count(F.lit(1)).alias("_n"))
+    require_columns(applications, ["application_id", "applicant_id"], "gang_members(applications)")
+    apps = components.filter(F.col("id").startswith(APP_PREFIX)).select(
+        application_of(F.col("id")).alias("application_id"), "component"
+    ).join(applications.select("application_id", "applicant_id"), "application_id")
+    sizes = apps.groupBy("component").agg(F.countDistinct("applicant_id").alias("_people"))
     return (
         apps.join(sizes, "component")
-        .filter(F.col("_n") >= min_size)
-        .select(application_of(F.col("id")).alias("application_id"), F.concat(F.lit("g:"), application_of(F.col("component"))).alias("gang_id"))
+        .filter(F.col("_people") >= min_size)
+        .select("application_id", F.concat(F.lit("g:"), application_of(F.col("component"))).alias("gang_id"))
     )
 
 

@@ -34,12 +34,12 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
 
     hubs = detect_super_nodes(vertices, max_degree=dict(cfg.graph.max_degree)).persist(StorageLevel.MEMORY_AND_DISK)
     links = gang_links(edges, hubs, link_types=tuple(cfg.graph.link_types)).persist(StorageLevel.MEMORY_AND_DISK)
-    app_edges = application_edges(links)
+    app_edges = application_edges(links, window_days=cfg.graph.link_window_days)
     stats = CCStats(backend)
     comps = connected_components(vertices.filter(F.col("type") == "application").select("id"), app_edges, backend=backend,
                                  max_iter=cfg.graph.cc_max_iter, checkpoint_every=cfg.graph.cc_checkpoint_every,
                                  reliable_checkpoint=cfg.graph.cc_reliable_checkpoint, stats=stats)
-    members = gang_members(comps, min_size=cfg.graph.gang_min_size).persist(StorageLevel.MEMORY_AND_DISK)
+    members = gang_members(comps, apps, min_size=cfg.graph.gang_min_size).persist(StorageLevel.MEMORY_AND_DISK)
     summary = summarize_gangs(members, links, apps, bad)
 
     w = dict(partition_col=S.RUN_DATE, partitions=[ctx.run_date_str], run_id=ctx.run_id)

@@ -91,6 +91,7 @@ class GraphSettings(_Frozen):
     link_types: tuple[str, ...]
     max_degree: dict[str, int]
     gang_min_size: int = Field(ge=2)
+    link_window_days: float | None = Field(default=None, gt=0)
     cc_max_iter: int = Field(gt=0)
     cc_checkpoint_every: int = Field(gt=0)
     cc_reliable_checkpoint: bool = False

@@ -158,7 +158,7 @@ RELATIONSHIP = {
 # ---------------------------------------------------------------- gangs
 GANG_MEMBERS = [
     Column("application_id", StringType(), "member application", False),
-    Column("gang_id", StringType(), "deterministic gang id: 'g:' + the smallest member application id", False),
+    Column("gang_id", StringType(), "deterministic gang id: 'g:' + the smallest application id of its component", False),
     Column(RUN_DATE, StringType(), "run date (partition)", False),
 ]
 GANGS = [
