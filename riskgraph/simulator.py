@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -560,10 +559,6 @@ def _generate(sim: Simulation, rng: np.random.Generator) -> _World:
     home_ip = _random_ips(rng, n_people)
     carrier_p = _p(1.0 / np.arange(1, sim.n_nat_ips + 1) ** 0.8)
     carrier = rng.choice(sim.n_nat_ips, n_people, p=carrier_p)
-    tier = region_tier[region]
-    log_income = (np.log(5500) + np.where(tier == 1, 0.35, np.where(tier == 2, 0.15, 0.0))
-                  + 0.35 * (1 - ((age - 42) / 22) ** 2) + rng.normal(0, 0.55, n_people))
-    log_income[~honest] += np.log(0.9)  # identities bought from brokers: somewhat poorer
     latent = rng.normal(0.0, 1.0, n_people)  # unobserved credit risk (z-score)
     # employers: Zipf-Mandelbrot over n_employers; hub_noise scales the exponent's excess over 1
     s_eff = 1.0 + (sim.employer_zipf - 1.0) * sim.hub_noise
@@ -593,7 +588,11 @@ def _generate(sim: Simulation, rng: np.random.Generator) -> _World:
     device[mem] = np.where(rng.random(len(mem)) < HOUSEHOLD_SHARED_DEVICE_P, device[mhead], device[mem])
     hh_latent = rng.normal(0.0, 1.0, len(hh_sizes))  # shared household risk (same budget)
     latent[in_hh] = 0.8 * latent[in_hh] + 0.6 * hh_latent[np.repeat(np.arange(len(hh_sizes)), hh_sizes)]
+    # monthly income: richer regions, an age hump, wide spread
     tier = region_tier[region]
+    log_income = (np.log(5500) + np.where(tier == 1, 0.35, np.where(tier == 2, 0.15, 0.0))
+                  + 0.35 * (1 - ((age - 42) / 22) ** 2) + rng.normal(0, 0.55, n_people))
+    log_income[~honest] += np.log(0.9)  # identities bought from brokers: somewhat poorer
 
     # ---- applications: honest
     h_ts = cal.sample_ts(rng, n_honest_apps)
