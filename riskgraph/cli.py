@@ -31,12 +31,12 @@ def run_pipeline(cfg, *, run_date: dt.date, from_date: dt.date | None = None, ru
     """Run ``steps`` (default: all, in nightly order) in one Spark session and return the
     run record (also saved as ``<root>/runs/<run_id>.json``)."""
     from riskgraph import tables as T
-    from riskgraph.runtime import JobContext, default_run_id
+    from riskgraph.runtime import JobContext, default_run_id, safe_run_id
     from riskgraph.session import get_spark
 
     steps = steps or list(STEPS)
     from_date = from_date or run_date
-    ctx = JobContext(cfg=cfg, run_date=run_date, from_date=from_date, run_id=run_id or default_run_id(run_date, from_date))
+    ctx = JobContext(cfg=cfg, run_date=run_date, from_date=from_date, run_id=safe_run_id(run_id or default_run_id(run_date, from_date)))
     spark = spark or get_spark(cfg)
     results, seconds = {}, dict(extra_seconds or {})
     for i, step in enumerate(steps, 1):

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,16 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+def safe_run_id(run_id: str) -> str:
+    """Run ids become folder names (staging) and Delta transaction ids: keep them to
+    [0-9A-Za-z._-] (an Airflow id such as 'scheduled__2026-03-31T02:00:00+00:00' holds ':'
+    and '+', which Hadoop paths reject)."""
+    safe = re.sub(r"[^0-9A-Za-z._-]+", "-", run_id).strip("-")
+    if not safe:
+        raise SystemExit(f"--run-id {run_id!r} has no usable characters")
+    return safe
+
+
 def default_run_id(run_date: dt.date, from_date: dt.date) -> str:
     """Unique per invocation, so re-running a date (e.g. after a config change) replaces it.
     Schedulers pass their own stable id (Airflow: {{ run_id }}), so a retried task whose
@@ -87,7 +98,8 @@ def context_from_args(args: argparse.Namespace, cfg: Config | None = None) -> Jo
     from_date = args.from_date or args.run_date
     if from_date > args.run_date:
         raise SystemExit(f"--from-date {from_date} is after --run-date {args.run_date}")
-    return JobContext(cfg=cfg, run_date=args.run_date, from_date=from_date, run_id=args.run_id or default_run_id(args.run_date, from_date))
+    run_id = safe_run_id(args.run_id or default_run_id(args.run_date, from_date))
+    return JobContext(cfg=cfg, run_date=args.run_date, from_date=from_date, run_id=run_id)
 
 
 def setup_logging() -> None:
