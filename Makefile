@@ -43,7 +43,7 @@ run: java $(STAMP) $(KEYFILE)
 	RISKGRAPH_PSEUDONYM_KEY=$${RISKGRAPH_PSEUDONYM_KEY:-$$(cat $(KEYFILE))} $(VENV)/bin/riskgraph run --simulate
 
 test: java $(STAMP)
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q --durations=15 tests
 
 bench: java $(STAMP) $(KEYFILE)
 	RISKGRAPH_PSEUDONYM_KEY=$${RISKGRAPH_PSEUDONYM_KEY:-$$(cat $(KEYFILE))} $(VENV)/bin/python bench/bench_pipeline.py

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features.components import choose_graph_backend
+from riskgraph.features.gps_bursts import add_gps_burst_counts
 from riskgraph.features.network import (
     add_prior_sharing_counts,
     application_links,
@@ -43,9 +44,12 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
                                  cc_backend=choose_graph_backend(spark, cfg.graph_backend),
                                  cc_max_iter=cfg.graph.cc_max_iter, cc_checkpoint_every=cfg.graph.cc_checkpoint_every,
                                  cc_reliable_checkpoint=cfg.graph.cc_reliable_checkpoint)
+    burst_col = S.gps_burst_column(cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours)
+    bursts = add_gps_burst_counts(apps, radius_m=cfg.features.gps_burst_radius_m, window_h=cfg.features.gps_burst_hours,
+                                  out_col=burst_col).select("application_id", burst_col)
     in_window = apps.filter(F.to_date("application_ts").between(F.lit(ctx.from_date), F.lit(ctx.run_date)))
     specs = S.feature_specs(cfg)
-    feats = assemble_features(in_window, sharing, pit, columns=[s.name for s in specs], burst_hours=cfg.features.burst_hours)
+    feats = assemble_features(in_window, sharing, pit, bursts, columns=[s.name for s in specs], burst_hours=cfg.features.burst_hours)
     feats = feats.select(*[F.col(s.name).cast(s.dtype).alias(s.name, metadata={"comment": s.description}) for s in specs])
     out = T.staged_features_dir(cfg, ctx.run_id)
     # A plain Parquet hand-off folder owned by this run id (never a Delta table folder).

@@ -112,6 +112,8 @@ class GraphSettings(_Frozen):
 class FeatureSettings(_Frozen):
     windows_days: tuple[int, ...]
     burst_hours: int = Field(gt=0)
+    gps_burst_radius_m: float = Field(gt=0)
+    gps_burst_hours: float = Field(gt=0)
     sweep_buckets: int = Field(gt=0)
 
 

@@ -193,7 +193,12 @@ class FeatureSpec:
     as_of: str = "strictly before the application time"
 
 
-def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ...], burst_hours: int) -> list[FeatureSpec]:
+def gps_burst_column(radius_m: float, hours: float) -> str:
+    return f"prior_apps_within_{int(radius_m)}m_{int(hours)}h"
+
+
+def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ...], burst_hours: int,
+                   gps_burst: tuple[float, float]) -> list[FeatureSpec]:
     specs = [
         FeatureSpec("application_id", StringType(), "entity key: the application", as_of="key"),
         FeatureSpec("applicant_id", StringType(), "the applicant (join key for applicant-level data)", as_of="key"),
@@ -205,6 +210,10 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
         for w in windows_days:
             specs.append(FeatureSpec(f"prior_apps_same_{t}_{w}d", LongType(), f"earlier applications sharing the {t} value within the last {w} days"))
         specs.append(FeatureSpec(f"prior_bad_same_{t}", LongType(), f"earlier applications sharing the {t} value whose bad outcome (fraud or default) was known before the application time"))
+    r, h = gps_burst
+    specs.append(FeatureSpec(gps_burst_column(r, h), LongType(),
+                             f"earlier applications whose GPS point lies within {int(r)} m of this one's and that came in the {int(h)} hours before it (GPS burst; 0 without GPS)",
+                             source_job="assemble_features (features/gps_bursts.py)"))
     specs += [
         FeatureSpec("pit_linked_attribute_types", LongType(), "linking attribute types (graph.link_types, not capped as super-nodes at that time) through which the application links to an earlier application"),
         FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the graph of linking attributes (graph.link_types) made of links known before its time; super-node values stop linking once their prior degree reaches graph.max_degree"),
@@ -218,7 +227,8 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
 
 def feature_specs(cfg) -> list[FeatureSpec]:
     """The feature table's catalog for a config (attribute types, windows, burst hours)."""
-    return _feature_specs(tuple(cfg.graph.attribute_types), tuple(cfg.features.windows_days), cfg.features.burst_hours)
+    return _feature_specs(tuple(cfg.graph.attribute_types), tuple(cfg.features.windows_days), cfg.features.burst_hours,
+                          (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours))
 
 
 def render_catalog_markdown(cfg) -> str:

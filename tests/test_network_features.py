@@ -19,7 +19,8 @@ from riskgraph.features.network import (
     pivot_sharing_counts,
     sweep_components,
 )
-from riskgraph.schemas import feature_specs
+from riskgraph.features.gps_bursts import add_gps_burst_counts
+from riskgraph.schemas import feature_specs, gps_burst_column
 
 H = 3_600_000_000  # one hour in µs
 
@@ -92,7 +93,10 @@ def test_no_future_label_or_link_reaches_a_row(spark, cfg_factory):
     cols = ["application_id", "prior_apps_same_device", "prior_apps_same_device_7d", "prior_bad_same_device",
             "pit_component_size", "pit_component_bad_known", "pit_linked_attribute_types"]
     all_cols = [s.name for s in feature_specs(cfg)]
-    got = assemble_features(apps, sharing, pit, columns=all_cols, burst_hours=24).select(*cols)
+    burst_col = gps_burst_column(cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours)
+    no_gps = apps.withColumn("gps_lat", F.lit(None).cast("double")).withColumn("gps_lon", F.lit(None).cast("double"))
+    bursts = add_gps_burst_counts(no_gps, radius_m=100, window_h=24, out_col=burst_col).select("application_id", burst_col)
+    got = assemble_features(apps, sharing, pit, bursts, columns=all_cols, burst_hours=24).select(*cols)
     expected = spark.createDataFrame(
         [("a1", 0, 0, 0, 1, 0, 0), ("a2", 1, 1, 0, 2, 0, 1), ("a3", 2, 2, 0, 3, 0, 1),
          ("a4", 3, 1, 1, 4, 1, 1), ("a5", 0, 0, 0, 1, 0, 0)],

@@ -35,6 +35,7 @@ def world(spark, tmp_path_factory):
         "mlflow": {"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlflow-art")},
     }))
     cfg = load_config("test", conf)
+    os.environ["RISKGRAPH_CONF_FOR_TESTS"] = str(conf)
     sim = simulate_world(cfg.simulation, cfg.paths.root)
     end = cfg.simulation.end_date
     load = run_pipeline(cfg, run_date=end - dt.timedelta(days=1), from_date=cfg.simulation.start_date, run_id="load", spark=spark)
@@ -131,3 +132,18 @@ def test_no_raw_pii_in_any_output(world):
             text = open(p, "rb").read().decode("utf-8", "ignore")
             found = [v for v in pii if v in text]
             assert not found, f"{p} holds raw PII, e.g. {found[:1]}"
+
+
+def test_analyst_notebook_runs_top_to_bottom(world, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    from riskgraph.config import PROJECT_ROOT
+
+    monkeypatch.setenv("RISKGRAPH_CONF", os.environ["RISKGRAPH_CONF_FOR_TESTS"])
+    monkeypatch.setattr(sys, "argv", ["investigate_gang.py"])
+    runpy.run_path(str(PROJECT_ROOT / "notebooks" / "investigate_gang.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "linked through" in out and "subgraph picture:" in out
+    picture = out.split("subgraph picture:")[1].strip().splitlines()[0]
+    assert os.path.getsize(picture) > 10_000
