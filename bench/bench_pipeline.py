@@ -144,6 +144,9 @@ def main() -> None:
     p.add_argument("--out", default=None, help="append the table to this Markdown file")
     p.add_argument("--keep", action="store_true", help="keep the worlds' data folders")
     args = p.parse_args()
+    from riskgraph.runtime import setup_logging
+
+    setup_logging()  # per-step progress on stderr
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     rows = []
     for n in args.sizes:
