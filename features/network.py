@@ -218,14 +218,18 @@ def compute_pit_components(link_counts: DataFrame, bad_events: DataFrame, *, att
     return app_events.unionByName(bad_ev).groupBy("bucket").applyInPandas(_apply, schema)
 
 
-def assemble_features(apps: DataFrame, sharing: DataFrame, pit: DataFrame, *, columns: list[str], burst_hours: int) -> DataFrame:
+def assemble_features(apps: DataFrame, sharing: DataFrame, pit: DataFrame, *extras: DataFrame, columns: list[str],
+                      burst_hours: int) -> DataFrame:
     """One row per application in ``apps`` with exactly ``columns`` (the catalog order).
-    Missing sharing counts are 0; applications outside any multi-application component
-    get size 1 and zeros. Needs apps(application_id, applicant_id, application_ts)."""
+    ``extras`` are further per-application frames keyed by application_id. Missing counts
+    are 0; applications outside any multi-application component get size 1 and zeros.
+    Needs apps(application_id, applicant_id, application_ts)."""
     require_columns(apps, ["application_id", "applicant_id", "application_ts"], "assemble_features")
     base = apps.select("application_id", "applicant_id", F.col("application_ts").alias("as_of_ts"),
                        F.date_format("application_ts", "yyyy-MM-dd").alias("run_date"))
     df = base.join(sharing, "application_id", "left").join(pit, "application_id", "left")
+    for extra in extras:
+        df = df.join(extra, "application_id", "left")
     fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_")) and c not in ("pit_component_size", "pit_component_age_days")}
     fills["pit_component_size"] = 1
     df = df.fillna(fills).fillna({"pit_component_age_days": 0.0})

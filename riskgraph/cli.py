@@ -111,6 +111,8 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "ks_baseline": ev.get("ks_baseline"),
         "ks_enriched": ev.get("ks_enriched"),
         "ks_uplift": ev.get("ks_uplift"),
+        "ks_uplift_oracle": ev.get("ks_uplift_oracle"),
+        "ks_uplift_share_of_oracle": ev.get("ks_uplift_share_of_oracle"),
         "auc_baseline": ev.get("auc_baseline"),
         "auc_enriched": ev.get("auc_enriched"),
         "mlflow_run_id": ev.get("mlflow_run_id"),
@@ -150,6 +152,9 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
         f"                table: {rec['feature_table']}",
         f"  credit model  KS baseline {_fmt(rec['ks_baseline'])}  enriched {_fmt(rec['ks_enriched'])}  "
         f"uplift {_fmt(rec['ks_uplift'], pct=True)}   (AUC {_fmt(rec['auc_baseline'])} → {_fmt(rec['auc_enriched'])})",
+        (f"                oracle (planted gang membership) uplift {_fmt(rec.get('ks_uplift_oracle'), pct=True)}: "
+         f"ours captures {100 * rec['ks_uplift_share_of_oracle']:.0f}%" if rec.get("ks_uplift_share_of_oracle") is not None else
+         "                (no planted truth: no oracle comparison)"),
         f"                MLflow run {rec['mlflow_run_id']}",
         "  seconds       " + ", ".join(f"{k} {v}" for k, v in rec["step_seconds"].items()) + f"  (total {rec['total_seconds']})",
         f"  run record    {rec.get('run_record')}",
