@@ -12,6 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from riskgraph.features.graph import APP_PREFIX
 from riskgraph.features.validation import EARTH_M_PER_DEG, require_columns
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -32,10 +33,11 @@ def _cell(lat: Column, lon: Column, row_offset: int, radius_m: float) -> tuple[C
     return row, F.floor(lon / dlon)
 
 
-def add_gps_burst_counts(apps: DataFrame, *, radius_m: float, window_h: float, out_col: str) -> DataFrame:
-    """Adds ``out_col``: earlier applications within ``radius_m`` metres and ``window_h``
-    hours before this one (0 without GPS). Needs application_id, application_ts, gps_lat, gps_lon."""
-    require_columns(apps, ["application_id", "application_ts", "gps_lat", "gps_lon"], "add_gps_burst_counts")
+def gps_near_pairs(apps: DataFrame, *, radius_m: float, window_h: float) -> DataFrame:
+    """Pairs (application_id, earlier_id): ``earlier_id`` came strictly before and at most
+    ``window_h`` hours before ``application_id``, within ``radius_m`` metres of it.
+    Needs application_id, application_ts, gps_lat, gps_lon; rows without GPS pair with nobody."""
+    require_columns(apps, ["application_id", "application_ts", "gps_lat", "gps_lon"], "gps_near_pairs")
     window_us = int(window_h * 3_600 * 1_000_000)
     pts = apps.filter(F.col("gps_lat").isNotNull() & F.col("gps_lon").isNotNull()).select(
         "application_id", F.unix_micros("application_ts").alias("t"), F.col("gps_lat").alias("lat"), F.col("gps_lon").alias("lon")
@@ -52,11 +54,30 @@ def add_gps_burst_counts(apps: DataFrame, *, radius_m: float, window_h: float, o
     ])
     probe = pts.select("application_id", "t", "lat", "lon", F.explode(probes).alias("p")).select(
         "application_id", "t", "lat", "lon", "p.r", "p.c", "p.k")
-    near = (
+    return (
         probe.join(own, ["r", "c", "k"])
         .filter((F.col("b_t") < F.col("t")) & (F.col("t") - F.col("b_t") <= window_us))
         .filter(_haversine_m(F.col("lat"), F.col("lon"), F.col("b_lat"), F.col("b_lon")) <= radius_m)
-        .select("application_id", "b_id").distinct()  # a neighbour reached through two probe keys counts once
-        .groupBy("application_id").agg(F.count(F.lit(1)).alias(out_col))
+        .select("application_id", F.col("b_id").alias("earlier_id")).distinct()  # a neighbour reached through two probe keys counts once
     )
+
+
+def add_gps_burst_counts(apps: DataFrame, *, radius_m: float, window_h: float, out_col: str) -> DataFrame:
+    """Adds ``out_col``: earlier applications within ``radius_m`` metres and ``window_h``
+    hours before this one (0 without GPS). Needs application_id, application_ts, gps_lat, gps_lon."""
+    near = gps_near_pairs(apps, radius_m=radius_m, window_h=window_h).groupBy("application_id").agg(F.count(F.lit(1)).alias(out_col))
     return apps.join(near, "application_id", "left").withColumn(out_col, F.coalesce(F.col(out_col), F.lit(0)).cast("long"))
+
+
+def gps_burst_edges(apps: DataFrame, *, radius_m: float, window_h: float, min_apps: int) -> DataFrame:
+    """Application–application edges (src, dst as 'app:<id>' vertex ids) inside GPS bursts:
+    an application with at least ``min_apps - 1`` earlier applications within ``radius_m``
+    metres and ``window_h`` hours (so at least ``min_apps`` applications in one spot and
+    window) is linked to each of them. Feeds gang detection next to the attribute links; a
+    pair of neighbours applying the same day is no burst and links nobody."""
+    if min_apps < 2:
+        raise ValueError(f"gps burst links need min_apps >= 2, got {min_apps}")
+    pairs = gps_near_pairs(apps, radius_m=radius_m, window_h=window_h)
+    bursting = pairs.groupBy("application_id").agg(F.count(F.lit(1)).alias("_n")).filter(F.col("_n") >= min_apps - 1)
+    return pairs.join(bursting.select("application_id"), "application_id").select(
+        F.concat(F.lit(APP_PREFIX), "application_id").alias("src"), F.concat(F.lit(APP_PREFIX), "earlier_id").alias("dst"))

@@ -5,9 +5,10 @@ import datetime as dt
 import math
 import random
 
+import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from riskgraph.features.gps_bursts import EARTH_RADIUS_M, add_gps_burst_counts
+from riskgraph.features.gps_bursts import EARTH_RADIUS_M, add_gps_burst_counts, gps_burst_edges
 
 
 def _haversine(a, b):
@@ -42,3 +43,23 @@ def test_matches_all_pairs_reference(spark):
         expected.append((a, n))
     assert sum(n for _, n in expected) > 100  # the test has real bursts in it
     assertDataFrameEqual(got, spark.createDataFrame(expected, "application_id string, n long"))
+
+
+def test_burst_edges_link_only_bursts_of_k(spark):
+    t0 = dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc)
+    office = (31.2304, 121.4737)
+    rows = [  # four people at one office within 3 hours: a burst of 4
+        (f"g{i}", t0 + dt.timedelta(hours=i), office[0] + 0.0001 * i, office[1]) for i in range(4)
+    ] + [  # two neighbours the same evening: a pair, no burst of 3
+        ("h0", t0, 59.9139, 10.7522), ("h1", t0 + dt.timedelta(hours=2), 59.9140, 10.7522),
+        # the same office two days later: outside the 24 h window
+        ("late", t0 + dt.timedelta(days=2), office[0], office[1]),
+        ("nogps", t0, None, None),
+    ]
+    apps = spark.createDataFrame(rows, "application_id string, application_ts timestamp, gps_lat double, gps_lon double")
+    got = gps_burst_edges(apps, radius_m=100, window_h=24, min_apps=3)
+    # g2 has 2 earlier neighbours, g3 has 3: both link to all of them; g1 (1 earlier) only through them
+    expected = [("app:g2", "app:g0"), ("app:g2", "app:g1"), ("app:g3", "app:g0"), ("app:g3", "app:g1"), ("app:g3", "app:g2")]
+    assertDataFrameEqual(got, spark.createDataFrame(expected, "src string, dst string"))
+    with pytest.raises(ValueError, match="min_apps"):
+        gps_burst_edges(apps, radius_m=100, window_h=24, min_apps=1)
