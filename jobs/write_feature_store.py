@@ -1,16 +1,21 @@
 """Write the feature store: commit the staged features into the Delta feature table,
 replacing exactly the run's date partitions, once per run id. Fails if the staged rows do
-not match the bronze applications of those dates one-to-one."""
+not match the bronze applications of those dates one-to-one, or if they break a quality
+gate (null rates, ranges, row count and PSI drift vs. the previous version: see
+features/quality_gates.py); the gate's report is kept under ``<paths.root>/quality/``
+either way."""
 from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from riskgraph import schemas as S
 from riskgraph import tables as T
+from riskgraph.features import quality_gates as Q
 from riskgraph.inputs import bronze_as_of
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
@@ -20,6 +25,64 @@ log = logging.getLogger("riskgraph.write_feature_store")
 
 class FeatureStoreError(RuntimeError):
     pass
+
+
+class QualityGateError(FeatureStoreError):
+    """Staged features broke a quality gate; nothing was committed."""
+
+
+def quality_dir(cfg) -> str:
+    """Quality-gate reports, one pair of files (.md, .json) per run id, beside runs/."""
+    return cfg.paths.table("quality")
+
+
+def _keep(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small text file on local disk or, for a URI, through Hadoop's FileSystem."""
+    if "://" not in path or path.startswith("file://"):
+        p = Path(path.removeprefix("file://"))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        return
+    jvm = spark._jvm  # noqa: SLF001
+    hp = jvm.org.apache.hadoop.fs.Path(path)
+    out = hp.getFileSystem(spark._jsc.hadoopConfiguration()).create(hp, True)  # noqa: SLF001
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+
+
+def check_quality(spark: SparkSession, ctx: JobContext, staged, store) -> dict:
+    """Run the quality gates on ``staged`` against the table's current version, keep the
+    report (markdown + JSON) and log it; raise :class:`QualityGateError` on a breach when
+    ``quality.fail_on_breach``. Returns the report's summary for the run record."""
+    cfg = ctx.cfg
+    uri = T.FEATURES.uri(cfg)
+    prev_version = store.version(uri)
+    previous = store.read(spark, uri, version=prev_version) if prev_version is not None else None
+    report = Q.run_quality_gates(staged, previous, owned_dates=ctx.dates(), specs=S.feature_specs(cfg),
+                                 settings=cfg.quality, date_col=S.RUN_DATE)
+    report.context.update({"run_id": ctx.run_id, "table": uri, "previous_version": prev_version})
+    base = f"{quality_dir(cfg)}/{ctx.run_id}"
+    header = f"# Feature-store quality gate, run {ctx.run_id}\n\n"
+    _keep(spark, base + ".md", header + report.to_markdown())
+    _keep(spark, base + ".json", report.to_json())
+    summary = {**report.summary(), "report": base + ".md"}
+    if report.status == Q.PASS:
+        log.info("quality gate passed (%s); report %s.md", ", ".join(f"{n} {s}" for s, n in report.counts().items() if n), base)
+    else:
+        level = logging.ERROR if report.status == Q.FAIL else logging.WARNING
+        log.log(level, "quality gate %s; report %s.md\n%s", report.status.upper(), base,
+                report.to_markdown(only=(Q.FAIL, Q.WARN)))
+    if report.status == Q.FAIL and cfg.quality.fail_on_breach:
+        broken = "; ".join(f"{r.check} {r.column} = {Q.format_value(r.value)} ({r.threshold}; {r.detail})" for r in report.failures[:5])
+        raise QualityGateError(
+            f"feature-store quality gate failed for run {ctx.run_id}: {len(report.failures)} check(s) broke their threshold: "
+            f"{broken}{' ...' if len(report.failures) > 5 else ''}. Nothing was committed: {uri} stays at version {prev_version}. "
+            f"Report: {base}.md. Fix the input and re-run assemble_features and write_feature_store; if the change is expected, "
+            "adjust the threshold in conf (quality.*) or re-run with --set quality.fail_on_breach=false "
+            "(a new simulated world in the same paths.root: `make clean` first).")
+    return summary
 
 
 def run(spark: SparkSession, ctx: JobContext) -> dict:
@@ -41,6 +104,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
         raise FeatureStoreError(f"staged features for {ctx.from_date}..{ctx.run_date} do not match bronze applications: "
                                 f"{check['missing']} missing, {check['unexpected']} unexpected, {check['duplicated']} duplicated; "
                                 "re-run assemble_features for this run id")
+    quality = check_quality(spark, ctx, staged, store)
     res = store.write(staged, T.FEATURES.uri(cfg), partition_col=S.RUN_DATE, partitions=ctx.dates(), run_id=ctx.run_id,
                       description=T.FEATURES.description)
     rows_for_run_date = store.read(spark, T.FEATURES.uri(cfg), version=res.version).filter(F.col(S.RUN_DATE) == ctx.run_date_str).count()
@@ -49,7 +113,8 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     log.info("feature store %s version %d: %d rows for %s..%s (%d on the run date)", T.FEATURES.uri(cfg), res.version,
              res.rows, ctx.from_date, ctx.run_date, rows_for_run_date)
     return {"feature_table": T.FEATURES.uri(cfg), "feature_table_version": res.version, "feature_rows_written": res.rows,
-            "feature_rows": rows_for_run_date, "committed": res.committed, "store_backend": store.name}
+            "feature_rows": rows_for_run_date, "committed": res.committed, "store_backend": store.name,
+            "quality_status": quality["status"], "quality_report": quality["report"], "quality": quality}
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ class Simulation(_Frozen):
     gang_fraud_share: float = Field(ge=0, le=1)
     performance_days: int = Field(gt=0)
     hub_noise: float = Field(ge=0)
+    shared_dealer_share: float = Field(default=0.0, ge=0, le=1)
     dirty_rate: float = Field(ge=0, lt=0.1)
 
     @model_validator(mode="after")
@@ -147,6 +148,31 @@ class StoreSettings(_Frozen):
     backend: Literal["auto", "delta-spark", "delta-rs"]
 
 
+class QualitySettings(_Frozen):
+    """Quality gates on the feature store's writes (features/quality_gates.py); every
+    setting is explained in conf/base.yaml."""
+
+    fail_on_breach: bool = True
+    max_null_rate: float = Field(ge=0, le=1)
+    null_rate_overrides: dict[str, float] = Field(default_factory=dict)
+    baseline_days: int = Field(gt=0)
+    row_count_max_drop: float = Field(ge=0, le=1)
+    row_count_max_rise: float = Field(ge=0)
+    psi_bins: int = Field(ge=2)
+    psi_min_rows: int = Field(ge=1)
+    psi_warn: float = Field(gt=0)
+    psi_fail: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "QualitySettings":
+        if self.psi_fail < self.psi_warn:
+            raise ValueError(f"quality.psi_fail ({self.psi_fail}) must be >= quality.psi_warn ({self.psi_warn})")
+        bad = {k: v for k, v in self.null_rate_overrides.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"quality.null_rate_overrides must be rates in [0, 1]; got {bad}")
+        return self
+
+
 class Config(_Frozen):
     env: str = "local"
     paths: Paths
@@ -158,6 +184,7 @@ class Config(_Frozen):
     evaluate: EvaluateSettings
     mlflow: MlflowSettings
     store: StoreSettings
+    quality: QualitySettings
     graph_backend: Literal["auto", "graphframes", "dataframe"]
 
     def fingerprint(self) -> dict[str, Any]:

@@ -191,6 +191,10 @@ class FeatureSpec:
     entity: str = "application"
     source_job: str = "assemble_features"
     as_of: str = "strictly before the application time"
+    # Valid range of a numeric feature (inclusive; None = unbounded), checked by the
+    # feature store's quality gate (features/quality_gates.py) before every commit.
+    min_value: float | None = None
+    max_value: float | None = None
 
 
 def gps_burst_column(radius_m: float, hours: float) -> str:
@@ -203,23 +207,26 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
         FeatureSpec("application_id", StringType(), "entity key: the application", as_of="key"),
         FeatureSpec("applicant_id", StringType(), "the applicant (join key for applicant-level data)", as_of="key"),
         FeatureSpec("as_of_ts", TimestampType(), "the application time; every feature uses only facts known strictly before it", as_of="key"),
-        FeatureSpec("prior_apps_same_applicant", LongType(), "earlier applications by the same applicant"),
+        FeatureSpec("prior_apps_same_applicant", LongType(), "earlier applications by the same applicant", min_value=0),
     ]
     for t in attribute_types:
-        specs.append(FeatureSpec(f"prior_apps_same_{t}", LongType(), f"earlier applications sharing this application's {t} value (0 if the value is missing)"))
+        specs.append(FeatureSpec(f"prior_apps_same_{t}", LongType(), f"earlier applications sharing this application's {t} value (0 if the value is missing)", min_value=0))
         for w in windows_days:
-            specs.append(FeatureSpec(f"prior_apps_same_{t}_{w}d", LongType(), f"earlier applications sharing the {t} value within the last {w} days"))
-        specs.append(FeatureSpec(f"prior_bad_same_{t}", LongType(), f"earlier applications sharing the {t} value whose bad outcome (fraud or default) was known before the application time"))
+            specs.append(FeatureSpec(f"prior_apps_same_{t}_{w}d", LongType(), f"earlier applications sharing the {t} value within the last {w} days", min_value=0))
+        specs.append(FeatureSpec(f"prior_bad_same_{t}", LongType(), f"earlier applications sharing the {t} value whose bad outcome (fraud or default) was known before the application time", min_value=0))
     r, h = gps_burst
     specs.append(FeatureSpec(gps_burst_column(r, h), LongType(),
                              f"earlier applications whose GPS point lies within {int(r)} m of this one's and that came in the {int(h)} hours before it (GPS burst; 0 without GPS)",
-                             source_job="assemble_features (features/gps_bursts.py)"))
+                             source_job="assemble_features (features/gps_bursts.py)", min_value=0))
     specs += [
-        FeatureSpec("pit_linked_attribute_types", LongType(), "linking attribute types (graph.link_types, not capped as super-nodes at that time) through which the application links to an earlier application"),
-        FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the graph of linking attributes (graph.link_types) made of links known before its time; super-node values stop linking once their prior degree reaches graph.max_degree"),
-        FeatureSpec("pit_component_bad_known", LongType(), "component members whose bad outcome was known before the application time"),
-        FeatureSpec("pit_component_age_days", DoubleType(), "days since the component's first application (0 for a new component)"),
-        FeatureSpec(f"pit_component_apps_{burst_hours}h", LongType(), f"component members that applied in the {burst_hours} hours before the application (burstiness)"),
+        # at most one per linking type; graph.link_types is a subset of the attribute types
+        FeatureSpec("pit_linked_attribute_types", LongType(), "linking attribute types (graph.link_types, not capped as super-nodes at that time) through which the application links to an earlier application",
+                    min_value=0, max_value=len(attribute_types)),
+        FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the graph of linking attributes (graph.link_types) made of links known before its time; super-node values stop linking once their prior degree reaches graph.max_degree",
+                    min_value=1),
+        FeatureSpec("pit_component_bad_known", LongType(), "component members whose bad outcome was known before the application time", min_value=0),
+        FeatureSpec("pit_component_age_days", DoubleType(), "days since the component's first application (0 for a new component)", min_value=0),
+        FeatureSpec(f"pit_component_apps_{burst_hours}h", LongType(), f"component members that applied in the {burst_hours} hours before the application (burstiness)", min_value=0),
         FeatureSpec(RUN_DATE, StringType(), "partition: the date of as_of_ts, i.e. the nightly run that owns the row", as_of="key"),
     ]
     return specs
