@@ -169,6 +169,191 @@ def ks_curve_figure(y_true, score, title: str = "KS curve"):
     return fig
 
 
+# --------------------------------------------------------------------------- IV and PSI
+# One binning and one PSI for the whole project: the evaluation's per-feature IV/PSI and
+# the feature store's drift gate (features/quality_gates.py, which computes the same bins
+# and counts inside Spark) both end in bin_edges_from_summary and psi_from_counts.
+DEFAULT_BINS = 10  # toad.merge's DEFAULT_BINS
+MISSING_BIN = -1  # missing values (None / NaN) form a bin of their own
+# Share given to a bin that is empty in one sample. toad.metrics.PSI leaves such a bin out
+# (its log ratio is NaN and the sum skips it), so a bin appearing from nowhere (nulls the
+# baseline never had, a value range it never saw) would add nothing; flooring its share
+# at 1e-4 (a common PSI convention) makes it count as the drift it is.
+PSI_EMPTY_SHARE = 1e-4
+# Siddiqi's rule of thumb for IV, and the PSI bands of credit-risk practice.
+IV_BANDS = ((0.02, "useless"), (0.1, "weak"), (0.3, "medium"), (0.5, "strong"), (float("inf"), "suspicious"))
+PSI_BANDS = ((0.1, "stable"), (0.25, "shift"), (float("inf"), "major shift"))
+
+
+def _numeric(values) -> np.ndarray:
+    """Floats with NaN for missing (None, NaN, pandas NA); non-numeric text raises."""
+    return pd.to_numeric(pd.Series(values), errors="raise").to_numpy(dtype=float, na_value=np.nan)
+
+
+def quantile_grid(bins: int = DEFAULT_BINS) -> np.ndarray:
+    """The quantile levels toad's QuantileMerge uses: ``np.arange(0, 1, 1 / bins)``."""
+    if bins < 2:
+        raise ValueError(f"bins must be >= 2, got {bins}")
+    return np.arange(0, 1, 1 / bins)
+
+
+def bin_edges_from_summary(distinct_values, quantiles) -> np.ndarray:
+    """Cut points from a feature's summary: ``distinct_values`` (sorted, when the feature has
+    at most ``bins`` of them, else None) and its ``quantiles`` at :func:`quantile_grid`.
+
+    Few distinct values: one bin per value (edges = every value but the smallest), as
+    ``toad.stats.IV`` leaves a feature with few values unbinned. Otherwise toad's
+    QuantileMerge: the quantiles made unique, minus the first (the minimum). Ties give fewer
+    bins; a constant feature gives none (one bin: its PSI is 0 by construction).
+    """
+    if distinct_values is not None:
+        return np.asarray(sorted(float(v) for v in distinct_values), dtype=float)[1:]
+    return np.unique(np.asarray(quantiles, dtype=float))[1:]
+
+
+def bin_edges(values, bins: int = DEFAULT_BINS) -> np.ndarray:
+    """Cut points of a numeric feature (see :func:`bin_edges_from_summary`); missing values
+    are left out of the quantiles (they get :data:`MISSING_BIN`)."""
+    x = _numeric(values)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return np.empty(0)
+    distinct = np.unique(x)
+    return bin_edges_from_summary(distinct if distinct.size <= bins else None, np.quantile(x, quantile_grid(bins)))
+
+
+def assign_bins(values, edges) -> np.ndarray:
+    """Bin index per value: ``np.digitize(x, edges)`` (bin i holds ``edges[i-1] <= x <
+    edges[i]``, as toad's ``bin_by_splits``); :data:`MISSING_BIN` for None / NaN."""
+    x = _numeric(values)
+    out = np.digitize(x, np.asarray(edges, dtype=float)).astype(np.int64)
+    out[np.isnan(x)] = MISSING_BIN
+    return out
+
+
+def _category_bins(values) -> np.ndarray:
+    """A categorical's bins: its levels as text, missing as :data:`MISSING_BIN`."""
+    s = pd.Series(np.asarray(values, dtype=object))
+    return np.asarray([MISSING_BIN if pd.isna(v) else str(v) for v in s], dtype=object)
+
+
+def psi_from_counts(expected: dict, actual: dict, *, empty_share: float = PSI_EMPTY_SHARE) -> float:
+    """Population stability index from rows per bin: ``sum_b (a_b - e_b) * ln(a_b / e_b)``
+    where ``e_b``/``a_b`` are the shares of the expected (baseline) and actual samples in
+    bin b, over the union of bins. A bin empty in one sample gets ``empty_share`` there
+    (see :data:`PSI_EMPTY_SHARE`; toad drops it). Raises on an empty sample."""
+    n_e, n_a = sum(expected.values()), sum(actual.values())
+    if n_e <= 0 or n_a <= 0:
+        raise ValueError(f"PSI needs rows in both samples; got {n_e} expected and {n_a} actual")
+    total = 0.0
+    for b in set(expected) | set(actual):
+        e = expected.get(b, 0) / n_e or empty_share
+        a = actual.get(b, 0) / n_a or empty_share
+        total += (a - e) * np.log(a / e)
+    return float(total)
+
+
+def _counts(bins: np.ndarray) -> dict:
+    """Rows per bin, keys as plain Python values (what the Spark path collects)."""
+    vc = pd.Series(bins, dtype=object).value_counts(dropna=False)
+    return {(k.item() if hasattr(k, "item") else k): int(n) for k, n in vc.items()}
+
+
+def psi(expected, actual, *, bins: int = DEFAULT_BINS, categorical: bool = False) -> float:
+    """PSI of ``actual`` against ``expected`` (the baseline). Numeric: cut points from the
+    baseline (:func:`bin_edges`), missing values their own bin; categorical: one bin per
+    level. Equals ``toad.metrics.PSI(actual_bins, expected_bins)`` whenever every bin holds
+    rows in both samples."""
+    if categorical:
+        return psi_from_counts(_counts(_category_bins(expected)), _counts(_category_bins(actual)))
+    edges = bin_edges(expected, bins)
+    return psi_from_counts(_counts(assign_bins(expected, edges)), _counts(assign_bins(actual, edges)))
+
+
+def _woe_table(bins: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame({"bin": bins, "bad": y})
+    g = df.groupby("bin", sort=False)["bad"].agg(["size", "sum"]).rename(columns={"size": "n", "sum": "bads"})
+    g["goods"] = g["n"] - g["bads"]
+    # toad's probability(): a zero count (bin or total) counts as one, so WoE stays finite
+    n_bad = max(int(y.sum()), 1)
+    n_good = max(int((1 - y).sum()), 1)
+    g["bad_share"] = g["bads"].where(g["bads"] > 0, 1) / n_bad
+    g["good_share"] = g["goods"].where(g["goods"] > 0, 1) / n_good
+    g["woe"] = np.log(g["bad_share"] / g["good_share"])
+    g["iv"] = (g["bad_share"] - g["good_share"]) * g["woe"]
+    return g.reset_index()
+
+
+def information_value(feature, target, *, bins: int = DEFAULT_BINS, edges=None, categorical: bool = False,
+                      return_table: bool = False):
+    """Information value of a feature for a 0/1 target (1 = bad), on :func:`bin_edges`
+    bins (or the given ``edges``, e.g. the training split's); categorical: one bin per
+    level; missing values are a bin of their own.
+
+    ``WoE_b = ln(bad_share_b / good_share_b)``, ``IV = sum_b (bad_share_b - good_share_b) *
+    WoE_b``, with toad's convention that a zero count counts as one. Equals
+    ``toad.stats.IV(feature, target, method="quantile", n_bins=bins)`` on data without
+    missing values (toad fills them with -1 before binning). ``return_table`` adds the
+    per-bin table (bin, n, bads, goods, bad_share, good_share, woe, iv).
+    """
+    y = np.asarray(target)
+    if y.ndim != 1 or len(y) != len(feature):
+        raise ValueError(f"feature and target must be 1-D of equal length; got {len(feature)} and {y.shape}")
+    if not set(np.unique(y).tolist()) <= {0, 1}:
+        raise ValueError(f"target must hold only 0 (good) and 1 (bad); found {sorted(set(np.unique(y).tolist()))[:10]}")
+    y = y.astype(np.int64)
+    if categorical:
+        b = _category_bins(feature)
+    else:
+        b = assign_bins(feature, bin_edges(feature, bins) if edges is None else edges)
+    table = _woe_table(b, y)
+    iv = float(table["iv"].sum())
+    return (iv, table) if return_table else iv
+
+
+def band(value: float, bands) -> str:
+    """The label of the first band whose upper bound exceeds ``value`` (IV_BANDS, PSI_BANDS)."""
+    for upper, label in bands:
+        if value < upper:
+            return label
+    return bands[-1][1]
+
+
+def feature_stability(train: pd.DataFrame, test: pd.DataFrame, features: Sequence[str], categorical: Sequence[str],
+                      *, label: str = LABEL, bins: int = DEFAULT_BINS) -> pd.DataFrame:
+    """Per feature: IV on the training split, IV on the test split and PSI from train to
+    test (out-of-time stability), all on the training split's bins (so the three numbers
+    describe the same bins).
+
+    Needs ``features`` and ``label`` in both frames. Columns: feature, kind (numeric /
+    categorical), bins (non-missing bins from train), iv_train, iv_band, iv_test,
+    psi_train_test, psi_band, missing_train, missing_test (shares); sorted by iv_train,
+    largest first.
+    """
+    _require(train, [*features, label], "feature_stability train")
+    _require(test, [*features, label], "feature_stability test")
+    cats = set(categorical)
+    y_tr, y_te = train[label].to_numpy(), test[label].to_numpy()
+    rows = []
+    for f in features:
+        if f in cats:
+            b_tr, b_te = _category_bins(train[f]), _category_bins(test[f])
+            n_bins = len({v for v in b_tr if v != MISSING_BIN})
+        else:
+            edges = bin_edges(train[f], bins)
+            b_tr, b_te = assign_bins(train[f], edges), assign_bins(test[f], edges)
+            n_bins = len(edges) + 1
+        iv_tr = float(_woe_table(b_tr, y_tr.astype(np.int64))["iv"].sum())
+        iv_te = float(_woe_table(b_te, y_te.astype(np.int64))["iv"].sum())
+        p = psi_from_counts(_counts(b_tr), _counts(b_te))
+        rows.append({"feature": f, "kind": "categorical" if f in cats else "numeric", "bins": n_bins,
+                     "iv_train": iv_tr, "iv_band": band(iv_tr, IV_BANDS), "iv_test": iv_te,
+                     "psi_train_test": p, "psi_band": band(p, PSI_BANDS),
+                     "missing_train": float(train[f].isna().mean()), "missing_test": float(test[f].isna().mean())})
+    out = pd.DataFrame(rows)
+    return out.sort_values(["iv_train", "feature"], ascending=[False, True]).reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- splits
 def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]

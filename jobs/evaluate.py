@@ -6,7 +6,10 @@ performance window (evaluate.target_days) has matured by the run date; trains a 
 LightGBM (ordinary credit features) and an enriched one (+ every feature-store column)
 per seed on the out-of-time split from config, early-stopped on the validation period;
 reports KS and AUC on the test period exactly as they come out. Fails when a matured
-application has no feature row (the feature store is incomplete).
+application has no feature row (the feature store is incomplete). Also logs each feature's
+information value and its PSI from the training to the test period (out-of-time
+stability), and registers the enriched model in the MLflow Model Registry with the feature
+table version it was trained on.
 """
 from __future__ import annotations
 
@@ -32,6 +35,9 @@ from riskgraph.store import StoreError, choose_store
 log = logging.getLogger("riskgraph.evaluate")
 
 MAX_PARAM_CHARS = 500
+# The Model Registry entry modellers pull the enriched model from; each evaluate run adds a
+# version tagged with the feature table, its Delta version and the riskgraph run id.
+REGISTERED_MODEL = "riskgraph-credit-enriched"
 
 
 def _flatten(d: dict, prefix: str) -> dict[str, str]:
@@ -62,9 +68,24 @@ def _experiment_id(cfg) -> str:
     return exp.experiment_id
 
 
-def _log_to_mlflow(ctx: JobContext, params: dict, metrics: dict, result: dict, test: pd.DataFrame) -> tuple[str, str]:
+def _markdown(df: pd.DataFrame) -> str:
+    """A small frame as a markdown table (pandas' to_markdown needs tabulate, not a dependency)."""
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _metric_key(prefix: str, feature: str) -> str:
+    """An MLflow metric name for a feature (names allow letters, digits, _ - . / and space)."""
+    return prefix + "." + "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in feature)
+
+
+def _log_to_mlflow(ctx: JobContext, params: dict, metrics: dict, result: dict, test: pd.DataFrame,
+                   stability: pd.DataFrame) -> dict:
     """One MLflow run: params (+ the flattened config), metrics, per-seed spread, KS curves,
-    lift / KS tables, feature importance and the enriched model (first seed)."""
+    lift / KS tables, feature importance, IV / PSI per feature (table + one metric each) and
+    the enriched model (first seed), registered as :data:`REGISTERED_MODEL`."""
     cfg = ctx.cfg
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     b, e, seeds = result["baseline"], result["enriched"], result["seeds"]
@@ -73,6 +94,8 @@ def _log_to_mlflow(ctx: JobContext, params: dict, metrics: dict, result: dict, t
         mlflow.log_params({**{k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()},
                            **_flatten(cfg.fingerprint(), "cfg")})
         mlflow.log_metrics(metrics)
+        mlflow.log_metrics({**{_metric_key("iv_train", r.feature): r.iv_train for r in stability.itertuples()},
+                            **{_metric_key("psi_train_test", r.feature): r.psi_train_test for r in stability.itertuples()}})
         for i, seed in enumerate(seeds):  # one step per seed, to see the spread
             mlflow.log_metrics({"ks_baseline_seed": b["ks"][i], "ks_enriched_seed": e["ks"][i]}, step=int(seed))
 
@@ -88,14 +111,32 @@ def _log_to_mlflow(ctx: JobContext, params: dict, metrics: dict, result: dict, t
                 E.ks_table(y_test, s).to_csv(Path(d, f"ks_table_{m}.csv"), index=False)
             E.feature_importance(result["models"]["enriched"][0]).to_csv(Path(d, "feature_importance_enriched.csv"), index=False)
             per_seed.to_csv(Path(d, "per_seed.csv"), index=False)
+            stability.to_csv(Path(d, "feature_stability.csv"), index=False)
+            Path(d, "feature_stability.md").write_text(
+                f"# IV and PSI per feature\n\nIV on the training split (before {cfg.evaluate.train_until}); PSI from the "
+                f"training split to the test split (from {cfg.evaluate.valid_until}); deciles of the training split "
+                "(toad's quantile bins), missing values a bin of their own.\n\n"
+                + _markdown(stability))
             mlflow.log_artifacts(d)
+        mlflow.log_table(stability, artifact_file="feature_stability.json")  # a sortable table in the MLflow UI
         info = mlflow.lightgbm.log_model(
             result["models"]["enriched"][0], name="enriched_model",
             # explicit requirements: inferring them costs ~7 s per run
             pip_requirements=[f"lightgbm=={lightgbm.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
         )
-        log.info("mlflow run %s (experiment %s), enriched model %s", mrun.info.run_id, cfg.mlflow.experiment, info.model_uri)
-    return mrun.info.run_id, info.model_uri
+        version = mlflow.register_model(info.model_uri, REGISTERED_MODEL, tags={
+            "riskgraph.feature_table": params["feature_table"],
+            "riskgraph.feature_table_version": str(params["feature_table_version"]),
+            "riskgraph.run_id": ctx.run_id,
+            "riskgraph.run_date": ctx.run_date_str,
+            "mlflow_run_id": mrun.info.run_id,
+            "ks_enriched": f"{metrics['ks_enriched']:.6f}",
+            "ks_uplift": f"{metrics['ks_uplift']:.6f}",
+        })
+        log.info("mlflow run %s (experiment %s), enriched model %s registered as %s version %s", mrun.info.run_id,
+                 cfg.mlflow.experiment, info.model_uri, REGISTERED_MODEL, version.version)
+    return {"mlflow_run_id": mrun.info.run_id, "enriched_model_uri": info.model_uri,
+            "registered_model": REGISTERED_MODEL, "registered_model_version": int(version.version)}
 
 
 def _oracle(spark: SparkSession, ctx: JobContext, train, valid, test, baseline: list[str]) -> dict:
@@ -151,6 +192,13 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     log.info("test KS baseline %.4f±%.4f enriched %.4f±%.4f uplift %+.4f; AUC %.4f → %.4f",
              b["ks_mean"], b["ks_sd"], e["ks_mean"], e["ks_sd"], result["ks_uplift"], b["auc_mean"], e["auc_mean"])
 
+    # IV and out-of-time PSI per model feature, on the training split's deciles
+    stability = E.feature_stability(train, test, enriched, list(E.BASELINE_CATEGORICAL))
+    shifted = stability[stability["psi_train_test"] >= 0.25]
+    log.info("IV (train) top 5: %s; PSI train→test >= 0.25 for %d feature(s)%s",
+             ", ".join(f"{r.feature} {r.iv_train:.3f}" for r in stability.head(5).itertuples()), len(shifted),
+             f": {', '.join(shifted['feature'])}" if len(shifted) else "")
+
     oracle = _oracle(spark, ctx, train, valid, test, baseline)
     metrics = {
         **oracle,
@@ -172,11 +220,15 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     if oracle.get("ks_uplift_oracle"):
         metrics["ks_uplift_share_of_oracle"] = result["ks_uplift"] / oracle["ks_uplift_oracle"]
         log.info("our network features capture %.0f%% of the oracle's KS uplift", 100 * metrics["ks_uplift_share_of_oracle"])
-    mlflow_run_id, model_uri = _log_to_mlflow(ctx, params, metrics, result, test)
+    logged = _log_to_mlflow(ctx, params, metrics, result, test, stability)
 
+    top = stability.sort_values("psi_train_test", ascending=False).head(1)
     return {
         **{k: float(v) for k, v in metrics.items()},
-        "mlflow_run_id": mlflow_run_id, "enriched_model_uri": model_uri,
+        **logged,
+        "feature_iv_top": {r.feature: round(r.iv_train, 4) for r in stability.head(5).itertuples()},
+        "feature_psi_max": float(top["psi_train_test"].iloc[0]), "feature_psi_max_name": str(top["feature"].iloc[0]),
+        "features_psi_major_shift": shifted["feature"].tolist(),
         "feature_table": feature_uri, "feature_table_version": feature_version, "store_backend": store.name,
         "n_train": len(train), "n_valid": len(valid), "n_test": len(test), "seeds": result["seeds"],
     }

@@ -103,6 +103,103 @@ def test_ks_curve_figure_marks_the_ks():
     assert any(f"KS = {E.ks_statistic(y, s):.4f}" in lab for lab in labels), labels
 
 
+# --------------------------------------------------------------------------- IV and PSI vs toad
+def _iv_case(kind: str, rng, n: int):
+    """(feature, target) of a kind; the target depends on the feature so IV is not ~0."""
+    if kind == "normal":
+        x = rng.normal(size=n)
+    elif kind == "lognormal-tail":
+        x = rng.lognormal(2, 1.2, n)
+    elif kind == "few-values":  # <= 10 distinct: toad keeps them unbinned, and so do we
+        x = rng.poisson(1.2, n).clip(0, 6).astype(float)
+    elif kind == "many-ties":  # > 10 distinct with heavy ties at 0: quantile edges collapse
+        x = (rng.poisson(0.5, n) * rng.integers(1, 40, n)).astype(float)
+    else:  # "empty-bad-bin": the top bin holds no bads at all (toad counts a zero as one)
+        x = rng.normal(size=n)
+        y = (rng.uniform(size=n) < 0.25).astype(int)
+        y[x > np.quantile(x, 0.9)] = 0
+        return x, y
+    p = 1 / (1 + np.exp(-(-1.5 + 0.8 * (x - np.median(x)) / (np.std(x) + 1e-9))))
+    return x, (rng.uniform(size=n) < p).astype(int)
+
+
+IV_KINDS = ["normal", "lognormal-tail", "few-values", "many-ties", "empty-bad-bin"]
+
+
+@pytest.mark.parametrize("seed", range(4), ids=lambda s: f"seed{s}")
+@pytest.mark.parametrize("kind", IV_KINDS)
+def test_information_value_matches_toad(kind, seed):
+    import toad
+
+    rng = np.random.default_rng(100 + seed)
+    x, y = _iv_case(kind, rng, int(rng.integers(300, 3000)))
+    got = E.information_value(x, y)
+    assert got == pytest.approx(float(toad.stats.IV(x, y, method="quantile", n_bins=10)), rel=1e-12, abs=1e-15)
+    iv, table = E.information_value(x, y, return_table=True)
+    assert iv == got and table["n"].sum() == len(x) and table["bads"].sum() == y.sum()
+    assert table["iv"].ge(0).all()  # every bin's (bad share - good share) * WoE is >= 0
+
+
+def test_information_value_categorical_and_missing_bins_follow_toads_formula():
+    import toad
+    from toad.stats import _IV as toad_iv_on_bins
+
+    rng = np.random.default_rng(8)
+    levels = rng.choice(["app", "web", "agent", "branch"], 2000, p=[0.5, 0.3, 0.15, 0.05])
+    y = (rng.uniform(size=2000) < np.where(levels == "agent", 0.4, 0.1)).astype(int)
+    assert E.information_value(levels, y, categorical=True) == pytest.approx(float(toad.stats.IV(levels, y)), rel=1e-12)
+    # missing values are a bin of their own; on the same bins the formula is toad's
+    x = rng.normal(size=2000)
+    x[rng.uniform(size=2000) < 0.2] = np.nan
+    bins = E.assign_bins(x, E.bin_edges(x))
+    assert (bins == E.MISSING_BIN).sum() == np.isnan(x).sum()
+    assert E.information_value(x, y) == pytest.approx(float(toad_iv_on_bins(bins, y)[0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5), ids=lambda s: f"seed{s}")
+def test_psi_matches_toad_on_the_same_bins(seed):
+    import toad
+    from toad.merge import merge as toad_merge
+
+    rng = np.random.default_rng(200 + seed)
+    base, actual = rng.normal(0, 1, 2000), rng.normal(rng.uniform(-0.3, 0.3), rng.uniform(0.8, 1.3), 900)
+    b, splits = toad_merge(base, method="quantile", n_bins=10, return_splits=True)  # toad's own deciles
+    np.testing.assert_array_equal(E.bin_edges(base), splits)
+    assert E.psi(base, actual) == pytest.approx(float(toad.metrics.PSI(np.digitize(actual, splits), b)), rel=1e-12)
+    cats_b, cats_a = rng.choice(list("abcd"), 800), rng.choice(list("abcd"), 700, p=[0.1, 0.2, 0.3, 0.4])
+    assert E.psi(cats_b, cats_a, categorical=True) == pytest.approx(float(toad.metrics.PSI(cats_a, cats_b)), rel=1e-12)
+    assert E.psi(base, base) == 0.0
+
+
+def test_psi_from_counts_floors_a_one_sided_bin():
+    # toad would drop bin 2 (NaN log ratio) and report 0 for these two samples
+    got = E.psi_from_counts({0: 50, 1: 50}, {0: 40, 1: 40, 2: 20})
+    e = E.PSI_EMPTY_SHARE
+    expected = 2 * (0.4 - 0.5) * np.log(0.4 / 0.5) + (0.2 - e) * np.log(0.2 / e)
+    assert got == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="rows in both samples"):
+        E.psi_from_counts({}, {0: 1})
+
+
+def test_feature_stability_ranks_signal_and_flags_drift():
+    import toad
+
+    df = _synthetic(6000, True, seed=21)
+    df["drifting"] = np.where(df["application_ts"] < pd.Timestamp("2026-02-15"), 0.0, 2.0) + np.random.default_rng(1).normal(size=len(df))
+    train, _, test = E.oot_split(df, "application_ts", "2026-02-15", "2026-03-01")
+    t = E.feature_stability(train, test, ["x1", "extra", "channel", "drifting"], ["channel"]).set_index("feature")
+    assert list(t.columns) == ["kind", "bins", "iv_train", "iv_band", "iv_test", "psi_train_test", "psi_band",
+                               "missing_train", "missing_test"]
+    assert t.index[0] == "extra" and t.loc["extra", "iv_band"] in ("strong", "suspicious")  # ranked by IV
+    assert t.loc["drifting", "psi_band"] == "major shift" and t.loc["x1", "psi_band"] == "stable"
+    assert t.loc["x1", "iv_train"] == pytest.approx(float(toad.stats.IV(train["x1"], train["is_bad"], method="quantile", n_bins=10)))
+    # test-split IV and PSI are on the training split's bins
+    edges = E.bin_edges(train["extra"])
+    assert t.loc["extra", "iv_test"] == pytest.approx(E.information_value(test["extra"], test["is_bad"], edges=edges))
+    assert t.loc["extra", "psi_train_test"] == pytest.approx(E.psi(train["extra"], test["extra"]))
+    assert (t.loc["channel", "kind"], t.loc["channel", "bins"]) == ("categorical", 3)
+
+
 # --------------------------------------------------------------------------- OOT split
 def _times(tz=None):
     ts = pd.to_datetime(["2026-01-31 23:59:59.999999", "2026-02-01 00:00:00", "2026-02-14 12:00",
@@ -385,16 +482,23 @@ def _expected_frame(world: dict, cfg) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_evaluate_job_logs_an_honest_ks_uplift_to_mlflow(spark, world_cfg):
-    import mlflow
-    from deltalake import DeltaTable
-
-    from riskgraph import tables as T
+@pytest.fixture(scope="module")
+def evaluated(spark, world_cfg):
     from riskgraph.jobs import evaluate
     from riskgraph.runtime import JobContext
 
     world, cfg, tmp = world_cfg
-    res = evaluate.run(spark, JobContext(cfg, RUN_DATE, RUN_DATE, "eval-test"))
+    return evaluate.run(spark, JobContext(cfg, RUN_DATE, RUN_DATE, "eval-test"))
+
+
+def test_evaluate_job_logs_an_honest_ks_uplift_to_mlflow(world_cfg, evaluated):
+    import mlflow
+    from deltalake import DeltaTable
+
+    from riskgraph import tables as T
+
+    world, cfg, tmp = world_cfg
+    res = evaluated
 
     # the spine, split and label recomputed without Spark
     exp = _expected_frame(world, cfg)
@@ -438,6 +542,45 @@ def test_evaluate_job_logs_an_honest_ks_uplift_to_mlflow(spark, world_cfg):
     imp = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="feature_importance_enriched.csv",
                                                           dst_path=str(tmp / "dl")))
     assert set(imp["feature"]) == set(booster.feature_name())
+
+    # IV and out-of-time PSI per feature: a table artifact and one metric per feature
+    assert {"feature_stability.csv", "feature_stability.md", "feature_stability.json"} <= arts
+    stab = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="feature_stability.csv",
+                                                           dst_path=str(tmp / "dl")))
+    assert set(stab["feature"]) == set(booster.feature_name())
+    train = exp[t < pd.Timestamp(cfg.evaluate.train_until)]
+    for f in ("pit_component_size", "declared_income"):
+        row = stab.set_index("feature").loc[f]
+        assert run.data.metrics[f"iv_train.{f}"] == pytest.approx(row["iv_train"])
+        assert run.data.metrics[f"psi_train_test.{f}"] == pytest.approx(row["psi_train_test"])
+        assert row["iv_train"] == pytest.approx(E.information_value(train[f], train["is_bad"]), rel=1e-9)
+        assert row["psi_train_test"] == pytest.approx(E.psi(train[f], test[f]), rel=1e-9)
+    # the planted gangs show in the network features' IV, not in the income noise
+    assert stab.set_index("feature").loc["pit_component_size", "iv_train"] > stab.set_index("feature").loc["amount", "iv_train"]
+    assert res["feature_psi_max"] == pytest.approx(stab["psi_train_test"].max())
+
+
+def test_evaluate_job_registers_the_enriched_model_with_its_feature_table_version(world_cfg, evaluated):
+    import mlflow
+
+    from riskgraph import tables as T
+    from riskgraph.jobs import evaluate
+
+    world, cfg, tmp = world_cfg
+    res = evaluated
+    assert (res["registered_model"], res["registered_model_version"]) == ("riskgraph-credit-enriched", 1)
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(evaluate.REGISTERED_MODEL, str(res["registered_model_version"]))
+    assert mv.status == "READY" and mv.run_id == res["mlflow_run_id"]
+    assert mv.tags["riskgraph.feature_table_version"] == str(res["feature_table_version"])
+    assert mv.tags["riskgraph.feature_table"] == T.FEATURES.uri(cfg)
+    assert mv.tags["riskgraph.run_id"] == "eval-test" and mv.tags["mlflow_run_id"] == res["mlflow_run_id"]
+    assert float(mv.tags["ks_uplift"]) == pytest.approx(res["ks_uplift"], abs=1e-6)
+    # the registered version is the logged model: same trees, same scores
+    registered = mlflow.lightgbm.load_model(f"models:/{evaluate.REGISTERED_MODEL}/{mv.version}")
+    logged = mlflow.lightgbm.load_model(res["enriched_model_uri"])
+    assert registered.model_to_string() == logged.model_to_string()
 
 
 def test_evaluate_job_fails_when_a_matured_application_lacks_features(spark, world_cfg, tmp_path):
