@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
+# The Petastorm route's own venv (petastorm 0.13.1 needs pyarrow 14 / numpy < 2; Spark 4.1 refuses them).
+PETASTORM_VENV := .venv-petastorm
+PETASTORM_STAMP := $(PETASTORM_VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
@@ -12,7 +15,7 @@ RISKGRAPH_ENV ?= local
 export RISKGRAPH_ENV
 KEYFILE := .secrets/pseudonym.key
 
-.PHONY: run test java venv clean bench
+.PHONY: run test java venv petastorm-env clean bench
 
 java:
 	@command -v java >/dev/null 2>&1 || { echo "ERROR: Java not found. riskgraph runs Spark, which needs a JDK 17 (Debian: apt-get install -y openjdk-17-jre-headless) on PATH or JAVA_HOME." >&2; exit 2; }
@@ -32,6 +35,21 @@ $(STAMP): requirements.txt requirements-airflow.txt requirements-dev.txt setup.p
 	$(VENV)/bin/pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
 	touch $(STAMP)
 
+petastorm-env: $(PETASTORM_STAMP)
+
+# requirements-petastorm.txt pins the whole environment, so pip installs it --no-deps (it says
+# why: petastorm's declared pyspark is not needed to read, and its setuptools<70 clashes with
+# torch's >=77). riskgraph goes in --no-deps for riskgraph.petastorm_route; the last step fails
+# the build if the route cannot import.
+$(PETASTORM_STAMP): requirements-petastorm.txt setup.py
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "ERROR: $(PYTHON) not found; riskgraph needs Python 3.11." >&2; exit 2; }
+	@echo ">> building $(PETASTORM_VENV) (Petastorm route, about a minute)"
+	test -x $(PETASTORM_VENV)/bin/python || $(PYTHON) -m venv $(PETASTORM_VENV)
+	$(PETASTORM_VENV)/bin/pip install -q --no-deps -r requirements-petastorm.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	$(PETASTORM_VENV)/bin/pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	$(PETASTORM_VENV)/bin/python -c "import riskgraph.petastorm_route"
+	touch $(PETASTORM_STAMP)
+
 # The pseudonymisation secret comes from the environment, never from conf or code.
 # Locally we keep one random key per checkout in .secrets/ (git-ignored) so reruns give
 # the same pseudonyms; set RISKGRAPH_PSEUDONYM_KEY yourself to use your own.
@@ -42,7 +60,7 @@ $(KEYFILE):
 run: java $(STAMP) $(KEYFILE)
 	RISKGRAPH_PSEUDONYM_KEY=$${RISKGRAPH_PSEUDONYM_KEY:-$$(cat $(KEYFILE))} $(VENV)/bin/riskgraph run --simulate
 
-test: java $(STAMP)
+test: java $(STAMP) $(PETASTORM_STAMP)
 	$(VENV)/bin/python -m pytest -q --durations=15 tests
 
 bench: java $(STAMP) $(KEYFILE)
