@@ -136,3 +136,49 @@ def test_writer_killed_mid_write_leaves_previous_version(spark, tmp_path):
     # and the table still takes the next write
     st.write(spark.createDataFrame(_rows("2026-01-02", 2), SCHEMA), uri, partition_col="run_date", partitions=["2026-01-02"], run_id="next")
     assert DeltaTable(uri).version() == 1
+
+
+def _commit_times_ms(uri: str) -> dict[int, tuple[int, int]]:
+    """Per version: (the commit's own timestamp, its log file's modification time), in ms.
+    delta-rs 1.6 resolves a timestamp by the log files' modification times (an object
+    store's commit time); the commit info's timestamp is what history() shows. Bounds taken
+    from both hold whichever a delta-rs version uses."""
+    log_dir = os.path.join(uri, "_delta_log")
+    out = {}
+    for h in DeltaTable(uri).history():
+        v = int(h["version"])
+        mtime = os.stat(os.path.join(log_dir, f"{v:020d}.json")).st_mtime_ns // 1_000_000
+        out[v] = (int(h["timestamp"]), int(mtime))
+    return out
+
+
+def _iso_ms(ms: float) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).isoformat()
+
+
+def test_time_travel_by_timestamp_reads_the_version_current_at_that_time(spark, tmp_path):
+    """A timestamp between two commits reads the earlier version, in the store and in the
+    training-set API. No sleeping: each write is a Spark job, so commits are hundreds of
+    milliseconds apart, and the test reads the actual commit times back."""
+    from riskgraph.training import resolve_version
+
+    uri, st = str(tmp_path / "t"), DeltaRsStore()
+    v0 = spark.createDataFrame(_rows("2026-01-01", 5), SCHEMA)
+    st.write(v0, uri, partition_col="run_date", partitions=["2026-01-01"], run_id="a")
+    st.write(spark.createDataFrame(_rows("2026-01-01", 3, base=100.0), SCHEMA), uri, partition_col="run_date",
+             partitions=["2026-01-01"], run_id="b")
+    st.write(spark.createDataFrame(_rows("2026-01-02", 2), SCHEMA), uri, partition_col="run_date",
+             partitions=["2026-01-02"], run_id="c")
+    t = _commit_times_ms(uri)
+    assert sorted(t) == [0, 1, 2]
+    latest = {v: max(ts) for v, ts in t.items()}    # the commit had happened by then, by either clock
+    earliest = {v: min(ts) for v, ts in t.items()}
+    assert earliest[1] - latest[0] > 20 and earliest[2] - latest[1] > 20, t  # room for a timestamp strictly between
+    between_0_1 = _iso_ms((latest[0] + earliest[1]) / 2)
+    between_1_2 = _iso_ms((latest[1] + earliest[2]) / 2)
+
+    assertDataFrameEqual(st.read(spark, uri, timestamp=between_0_1), v0)
+    assertDataFrameEqual(st.read(spark, uri, timestamp=between_1_2), st.read(spark, uri, version=1))
+    assertDataFrameEqual(st.read(spark, uri, timestamp=_iso_ms(latest[2] + 60_000)), st.read(spark, uri))
+    assert st.read(spark, uri, version=1).count() == 3 and st.read(spark, uri).count() == 5
+    assert [resolve_version(spark, st, uri, timestamp=ts) for ts in (between_0_1, between_1_2)] == [0, 1]
