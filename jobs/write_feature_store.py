@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -57,6 +58,7 @@ def check_quality(spark: SparkSession, ctx: JobContext, staged, store) -> dict:
     report (markdown + JSON) and log it; raise :class:`QualityGateError` on a breach when
     ``quality.fail_on_breach``. Returns the report's summary for the run record."""
     cfg = ctx.cfg
+    t0 = time.perf_counter()
     uri = T.FEATURES.uri(cfg)
     prev_version = store.version(uri)
     previous = store.read(spark, uri, version=prev_version) if prev_version is not None else None
@@ -67,9 +69,10 @@ def check_quality(spark: SparkSession, ctx: JobContext, staged, store) -> dict:
     header = f"# Feature-store quality gate, run {ctx.run_id}\n\n"
     _keep(spark, base + ".md", header + report.to_markdown())
     _keep(spark, base + ".json", report.to_json())
-    summary = {**report.summary(), "report": base + ".md"}
+    summary = {**report.summary(), "report": base + ".md", "seconds": round(time.perf_counter() - t0, 1)}
     if report.status == Q.PASS:
-        log.info("quality gate passed (%s); report %s.md", ", ".join(f"{n} {s}" for s, n in report.counts().items() if n), base)
+        log.info("quality gate passed in %.1f s (%s); report %s.md", summary["seconds"],
+                 ", ".join(f"{n} {s}" for s, n in report.counts().items() if n), base)
     else:
         level = logging.ERROR if report.status == Q.FAIL else logging.WARNING
         log.log(level, "quality gate %s; report %s.md\n%s", report.status.upper(), base,

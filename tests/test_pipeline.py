@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import json
+import logging
 import os
+import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as pads
@@ -26,8 +29,32 @@ SUMMARY_KEYS = {"run_date", "feature_table", "feature_table_version", "gang_tabl
                 "feature_rows", "gangs", "ks_baseline", "ks_enriched", "ks_uplift", "mlflow_run_id", "step_seconds"}
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # riskgraph.runtime.setup_logging's
+
+
 @pytest.fixture(scope="module")
-def world(spark, tmp_path_factory):
+def pipeline_log(tmp_path_factory):
+    """Everything the pipeline logs while the world is built, as the CLI would print it
+    (riskgraph at INFO, libraries at their own levels), kept in a file to scan."""
+    path = tmp_path_factory.mktemp("logs") / "pipeline.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    ours = logging.getLogger("riskgraph")
+    level = ours.level
+    ours.setLevel(logging.INFO)
+    # root catches what propagates; mlflow's own logger may not propagate
+    targets = [logging.getLogger(), logging.getLogger("mlflow")]
+    for lg in targets:
+        lg.addHandler(handler)
+    yield path
+    for lg in targets:
+        lg.removeHandler(handler)
+    ours.setLevel(level)
+    handler.close()
+
+
+@pytest.fixture(scope="module")
+def world(spark, tmp_path_factory, pipeline_log):
     root = tmp_path_factory.mktemp("world")
     conf = root / "conf.yaml"
     conf.write_text(yaml.safe_dump({
@@ -46,7 +73,7 @@ def world(spark, tmp_path_factory):
     rest = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[4:], spark=spark)
     nightly["details"].update(rest.pop("details"))
     nightly.update({k: v for k, v in rest.items() if v is not None})
-    return {"cfg": cfg, "sim": sim, "load": load, "nightly": nightly, "staged": staged, "end": end}
+    return {"cfg": cfg, "sim": sim, "load": load, "nightly": nightly, "staged": staged, "end": end, "log": pipeline_log}
 
 
 def test_run_record_has_the_summary(world):
@@ -109,7 +136,44 @@ def test_rerun_of_a_date_replaces_it_with_identical_rows(spark, world):
     before.unpersist()
 
 
+def _pii_finder(pii: set[str]):
+    """A fast exact matcher for many strings: index them by their first k characters and
+    check only the positions where such a prefix occurs (one pass per text, instead of one
+    substring search per PII value)."""
+    k = min(len(v) for v in pii)
+    by_prefix: dict[str, list[str]] = {}
+    for v in pii:
+        by_prefix.setdefault(v[:k], []).append(v)
+
+    def find(text: str) -> list[str]:
+        hits = []
+        for i in range(len(text) - k + 1):
+            cands = by_prefix.get(text[i:i + k])
+            if cands:
+                hits += [v for v in cands if text.startswith(v, i)]
+        return hits
+
+    return find
+
+
+def _sqlite_text(path: str) -> str:
+    """Every value of every table of an SQLite database (MLflow: params, tags, metrics,
+    registered models and their version tags), as text."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        parts = []
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            for row in con.execute(f'SELECT * FROM "{table}"'):
+                parts.append("\t".join("" if v is None else (v.decode("utf-8", "ignore") if isinstance(v, bytes) else str(v))
+                                       for v in row))
+        return "\n".join(parts)
+    finally:
+        con.close()
+
+
 def test_no_raw_pii_in_any_output(world):
+    """Raw phones, emails, names and national ids appear nowhere the pipeline writes: its
+    tables, run records, quality reports, MLflow's artifacts and database, and its logs."""
     cfg = world["cfg"]
     raw = []
     for table, cols in (("applications", ["email", "phone"]), ("applicants", ["full_name", "national_id"])):
@@ -117,10 +181,14 @@ def test_no_raw_pii_in_any_output(world):
             raw.append(pd.read_csv(f, dtype=str, usecols=cols))
     pii = {v for df in raw for col in df.columns for v in df[col].dropna() if len(v) >= 6}
     assert len(pii) > 1000
+    find = _pii_finder(pii)
+    assert find("x" + next(iter(pii)) + "x")  # the matcher finds what it must
+
     root = cfg.paths.root
     outputs = [p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
                if os.path.isfile(p) and not p.startswith((os.path.join(root, "raw"), os.path.join(root, "truth")))]
     assert any(p.endswith(".parquet") for p in outputs)
+    assert glob.glob(os.path.join(root, "runs", "*.json")) and glob.glob(os.path.join(root, "quality", "*.md"))
     for p in outputs:
         if p.endswith(".parquet"):
             tbl = pq.read_table(p)
@@ -128,10 +196,45 @@ def test_no_raw_pii_in_any_output(world):
                 if str(tbl.schema.field(name).type) == "string":
                     leaked = pii.intersection(tbl.column(name).to_pylist())
                     assert not leaked, f"{p}:{name} holds raw PII"
-        elif p.endswith((".json", ".csv", ".txt", ".log", ".yaml", ".crc")) or "_delta_log" in p:
-            text = open(p, "rb").read().decode("utf-8", "ignore")
-            found = [v for v in pii if v in text]
+        else:  # run records, quality reports, Delta logs, checksums: any other file, as text
+            found = find(open(p, "rb").read().decode("utf-8", "ignore"))
             assert not found, f"{p} holds raw PII, e.g. {found[:1]}"
+
+    # MLflow: every artifact file (tables, plots, the logged model) and the tracking database
+    artifacts = [p for p in Path(cfg.mlflow.artifact_root).rglob("*") if p.is_file()]
+    assert {"feature_stability.csv", "lift_enriched.csv", "MLmodel"} <= {p.name for p in artifacts}
+    for p in artifacts:
+        found = find(p.read_bytes().decode("latin-1"))  # byte for byte: binary files too
+        assert not found, f"MLflow artifact {p} holds raw PII, e.g. {found[:1]}"
+    db = _sqlite_text(cfg.mlflow.tracking_uri.removeprefix("sqlite:///"))
+    assert "riskgraph.run_id" in db and "riskgraph-credit-enriched" in db and "cfg.simulation.seed" in db
+    found = find(db)
+    assert not found, f"the MLflow database holds raw PII, e.g. {found[:1]}"
+
+    # the logs the pipeline wrote while it ran
+    text = Path(world["log"]).read_text(encoding="utf-8")
+    assert "riskgraph.write_feature_store" in text and "quality gate" in text and "riskgraph.evaluate" in text
+    found = find(text)
+    assert not found, f"the pipeline's log holds raw PII, e.g. {found[:1]}"
+
+
+def test_quality_gate_reports_are_kept_and_summarised(world):
+    cfg = world["cfg"]
+    load = world["load"]["details"]["write_feature_store"]
+    nightly = world["nightly"]["details"]["write_feature_store"]
+    assert load["quality_status"] == "pass" and nightly["quality_status"] in ("pass", "warn")
+    assert load["quality_report"] == f"{cfg.paths.root}/quality/load.md" and os.path.isfile(load["quality_report"])
+    # first write: nothing to compare with
+    assert load["quality"]["skipped"] == ["psi: skipped: no previous run", "row_count: skipped: no previous run"]
+    kept = json.loads(Path(nightly["quality_report"]).with_suffix(".json").read_text())
+    assert kept["context"]["previous_version"] == world["load"]["feature_table_version"]
+    assert kept["context"]["baseline"].startswith("the trailing days before the run: 28 day(s)")
+    checks = {(r["check"], r["column"]): r for r in kept["results"]}
+    assert checks[("row_count", "*")]["status"] == "pass"
+    assert checks[("range", "pit_component_size")]["status"] == "pass"
+    assert {r["status"] for r in kept["results"] if r["check"] == "null_rate"} == {"pass"}
+    saved = json.loads(open(world["load"]["run_record"]).read())
+    assert saved["details"]["write_feature_store"]["quality"]["counts"]["fail"] == 0
 
 
 def test_analyst_notebook_runs_top_to_bottom(world, monkeypatch, capsys):
