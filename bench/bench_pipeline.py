@@ -65,20 +65,22 @@ def igraph_yardstick(spark, cfg, run_date: str) -> dict:
     from pyspark.sql import functions as F
 
     from riskgraph import tables as T
-    from riskgraph.features.gangs import application_edges, gang_links
-    from riskgraph.features.graph import detect_super_nodes
+    from riskgraph.inputs import bronze_as_of
+    from riskgraph.jobs.detect_gangs import build_gang_graph
+    from riskgraph.runtime import JobContext
     from riskgraph.store import DeltaRsStore
 
     store = DeltaRsStore()
     v = store.read(spark, T.VERTICES.uri(cfg)).filter(F.col("run_date") == run_date)
     e = store.read(spark, T.EDGES.uri(cfg)).filter(F.col("run_date") == run_date)
-    hubs = detect_super_nodes(v, max_degree=dict(cfg.graph.max_degree))
-    edges = application_edges(gang_links(e, hubs, link_types=tuple(cfg.graph.link_types)), window_days=cfg.graph.link_window_days)
+    d = dt.date.fromisoformat(run_date)
+    apps = bronze_as_of(spark, store, JobContext(cfg=cfg, run_date=d, from_date=d, run_id="bench"), T.BRONZE_APPLICATIONS)
+    edges = build_gang_graph(v, e, apps, cfg.graph)[3].select("src", "dst")
     # The benchmark's own export: the yardstick needs the whole edge list on one machine.
     pdf = edges.toPandas()
-    apps = v.filter(F.col("type") == "application").select("id").toPandas()["id"]
+    app_ids = v.filter(F.col("type") == "application").select("id").toPandas()["id"]
     t0 = time.perf_counter()
-    index = {a: i for i, a in enumerate(apps)}
+    index = {a: i for i, a in enumerate(app_ids)}
     g = ig.Graph(n=len(index), edges=list(zip(pdf["src"].map(index), pdf["dst"].map(index))))
     t_build = time.perf_counter() - t0
     t1 = time.perf_counter()

@@ -83,11 +83,54 @@ def cap_column(max_degree: dict[str, int], type_col: Column) -> Column:
     return F.element_at(F.create_map(*[x for t, c in max_degree.items() for x in (F.lit(t), F.lit(int(c)))]), type_col).cast("long")
 
 
-def detect_super_nodes(vertices: DataFrame, *, max_degree: dict[str, int]) -> DataFrame:
-    """Attribute vertices whose degree exceeds their type's cap: id, type, degree, cap."""
+MAD_TO_SD = 1.4826  # MAD of a normal distribution x this = its standard deviation
+
+
+def hub_thresholds(vertices: DataFrame, *, max_degree: dict[str, int], robust_k: float, min_log_scale: float,
+                   min_degree: int) -> DataFrame:
+    """Per attribute type, the degree above which a value is a hub (super-node).
+
+    Robust statistics on the log degree of the type's *shared* values (degree >= 2; a value
+    used once links nobody): the fence is ``exp(median + robust_k * scale)`` with
+    ``scale = max(1.4826 * MAD, min_log_scale)`` (median and MAD are not moved by the hubs
+    themselves, unlike mean and sd). Most shared phones or e-mails have degree 2 or 3, so
+    their MAD is 0; ``min_log_scale`` keeps the fence from flagging a degree of 3. The
+    threshold is the fence, never below ``min_degree`` (a gang's device pool is not a hub)
+    and never above the type's configured cap ``max_degree`` (the hard limit).
+
+    Needs vertices(type, degree). Returns type, n_shared, median_degree, mad_log, fence, cap,
+    threshold, bound ('robust' | 'cap' | 'floor': which limit set the threshold); one row per
+    attribute type with a cap.
+    """
+    require_columns(vertices, ["type", "degree"], "hub_thresholds")
+    shared = vertices.filter((F.col("type") != "application") & (F.col("degree") >= 2)).select("type", F.log(F.col("degree")).alias("ld"))
+    med = shared.groupBy("type").agg(F.percentile("ld", 0.5).alias("med"), F.count(F.lit(1)).alias("n_shared"))
+    mad = shared.join(med, "type").groupBy("type").agg(F.percentile(F.abs(F.col("ld") - F.col("med")), 0.5).alias("mad_log"))
+    caps = vertices.sparkSession.createDataFrame([(t, int(c)) for t, c in sorted(max_degree.items())], "type string, cap long")
+    scale = F.greatest(F.col("mad_log") * MAD_TO_SD, F.lit(float(min_log_scale)))
+    fence = F.exp(F.col("med") + F.lit(float(robust_k)) * scale)
+    out = (
+        caps.join(med, "type", "left").join(mad, "type", "left")
+        .select("type", F.coalesce("n_shared", F.lit(0)).cast("long").alias("n_shared"),
+                F.exp("med").alias("median_degree"), "mad_log", F.coalesce(fence, F.col("cap").cast("double")).alias("fence"), "cap")
+    )
+    # a degree d is a hub when d > threshold, so the threshold is the largest degree allowed
+    t = F.least(F.col("cap"), F.greatest(F.lit(int(min_degree)), F.floor("fence").cast("long")))
+    bound = F.when(t == F.col("cap"), "cap").when(t == F.lit(int(min_degree)), "floor").otherwise("robust")
+    return out.withColumn("threshold", t).withColumn("bound", bound)
+
+
+def detect_super_nodes(vertices: DataFrame, thresholds: DataFrame) -> DataFrame:
+    """Attribute vertices whose degree exceeds their type's threshold (see
+    :func:`hub_thresholds`): id, type, degree, threshold, robust_z (how many robust scales
+    above the type's median log degree), bound. Needs vertices(id, type, degree)."""
     require_columns(vertices, ["id", "type", "degree"], "detect_super_nodes")
-    v = vertices.filter(F.col("type") != "application").withColumn("cap", cap_column(max_degree, F.col("type")))
-    return v.filter(F.col("degree") > F.col("cap")).select("id", "type", "degree", "cap")
+    require_columns(thresholds, ["type", "median_degree", "mad_log", "threshold", "bound"], "detect_super_nodes(thresholds)")
+    th = thresholds.select("type", "median_degree", "mad_log", "threshold", "bound")
+    v = vertices.filter(F.col("type") != "application").join(F.broadcast(th), "type")
+    z = (F.log("degree") - F.log("median_degree")) / F.greatest(F.col("mad_log") * MAD_TO_SD, F.lit(1e-9))
+    return v.filter(F.col("degree") > F.col("threshold")).select(
+        "id", "type", "degree", "threshold", F.when(F.col("mad_log") > 0, z).alias("robust_z"), "bound")
 
 
 def star_edges(links: DataFrame, *, node_col: str, value_col: str, order_col: str) -> DataFrame:

@@ -1,19 +1,24 @@
-"""Detect gangs as of the run date: super-node guard → connected components over the
-remaining application–attribute links → gang members, gang summaries with evidence."""
+"""Detect gangs as of the run date: super-node guard → weighted application graph inside the
+link window (+ GPS bursts) → connected components → communities inside components → gang
+members, gang summaries with evidence, quality against planted truth when there is one."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from riskgraph import schemas as S
 from riskgraph import tables as T
+from riskgraph.config import GraphSettings
+from riskgraph.features.communities import CommunityStats, partition_quality, split_components
 from riskgraph.features.components import CCStats, choose_graph_backend, connected_components
-from riskgraph.features.gang_quality import gang_pair_quality
-from riskgraph.features.gangs import application_edges, gang_links, gang_members, summarize_gangs
-from riskgraph.features.graph import detect_super_nodes
+from riskgraph.features.gang_quality import gang_pair_quality, gang_quality_by_size
+from riskgraph.features.gangs import add_pair_links, application_pairs, gang_links, gang_members, summarize_gangs
+from riskgraph.features.gps_bursts import gps_burst_edges
+from riskgraph.features.graph import detect_super_nodes, hub_thresholds
 from riskgraph.features.network import bad_known_events
 from riskgraph.inputs import bronze_as_of, snapshot, with_run_date
 from riskgraph.io import path_exists
@@ -23,8 +28,23 @@ from riskgraph.store import choose_store
 log = logging.getLogger("riskgraph.detect_gangs")
 
 
+def build_gang_graph(vertices: DataFrame, edges: DataFrame, apps: DataFrame, g: GraphSettings):
+    """(hub thresholds, super-nodes, non-hub links, weighted application pairs), persisted;
+    shared with the benchmark's igraph yardstick so both solve the same graph."""
+    thresholds = hub_thresholds(vertices, max_degree=dict(g.max_degree), robust_k=g.super_nodes.robust_k,
+                                min_log_scale=g.super_nodes.min_log_scale, min_degree=g.super_nodes.min_degree).persist()
+    hubs = detect_super_nodes(vertices, thresholds).persist(StorageLevel.MEMORY_AND_DISK)
+    links = gang_links(edges, hubs, link_types=tuple(g.link_types)).persist(StorageLevel.MEMORY_AND_DISK)
+    pairs = application_pairs(links, window_days=g.link_window_days)
+    if g.gps_burst_links.enabled:
+        b = g.gps_burst_links
+        pairs = add_pair_links(pairs, gps_burst_edges(apps, radius_m=b.radius_m, window_h=b.window_hours, min_apps=b.min_apps),
+                               weight=b.weight, link_type="gps_burst")
+    return thresholds, hubs, links, pairs.persist(StorageLevel.MEMORY_AND_DISK)
+
+
 def run(spark: SparkSession, ctx: JobContext) -> dict:
-    cfg = ctx.cfg
+    cfg, g = ctx.cfg, ctx.cfg.graph
     store = choose_store(spark, cfg.store.backend)
     backend = choose_graph_backend(spark, cfg.graph_backend)
     vertices = snapshot(spark, store, ctx, T.VERTICES)
@@ -32,33 +52,49 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     apps = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICATIONS)
     bad = bad_known_events(bronze_as_of(spark, store, ctx, T.BRONZE_OUTCOMES))
 
-    hubs = detect_super_nodes(vertices, max_degree=dict(cfg.graph.max_degree)).persist(StorageLevel.MEMORY_AND_DISK)
-    links = gang_links(edges, hubs, link_types=tuple(cfg.graph.link_types)).persist(StorageLevel.MEMORY_AND_DISK)
-    app_edges = application_edges(links, window_days=cfg.graph.link_window_days)
-    stats = CCStats(backend)
-    comps = connected_components(vertices.filter(F.col("type") == "application").select("id"), app_edges, backend=backend,
-                                 max_iter=cfg.graph.cc_max_iter, checkpoint_every=cfg.graph.cc_checkpoint_every,
-                                 reliable_checkpoint=cfg.graph.cc_reliable_checkpoint, stats=stats)
-    members = gang_members(comps, apps, min_size=cfg.graph.gang_min_size).persist(StorageLevel.MEMORY_AND_DISK)
-    summary = summarize_gangs(members, links, apps, bad)
+    thresholds, hubs, links, pairs = build_gang_graph(vertices, edges, apps, g)
+    # Only linked applications can be in a gang: the others are their own component and need
+    # no rounds (on the default world ~90% of applications).
+    linked = pairs.select(F.col("src").alias("id")).unionByName(pairs.select(F.col("dst").alias("id"))).distinct()
+    cc_stats, c_stats = CCStats(backend), CommunityStats()
+    comps = connected_components(linked, pairs, backend=backend, max_iter=g.cc_max_iter, checkpoint_every=g.cc_checkpoint_every,
+                                 reliable_checkpoint=g.cc_reliable_checkpoint, stats=cc_stats)
+    c = g.communities
+    partition = split_components(comps, pairs, min_component_size=c.min_component_size, objective=c.objective,
+                                 resolution=c.resolution, leiden_max_edges=c.leiden_max_edges, leiden_iterations=c.leiden_iterations,
+                                 lpa_max_iter=c.lpa_max_iter, checkpoint_every=g.cc_checkpoint_every, seed=c.seed,
+                                 stats=c_stats).persist(StorageLevel.MEMORY_AND_DISK)
+    members = gang_members(partition, apps, min_size=g.gang_min_size).persist(StorageLevel.MEMORY_AND_DISK)
+    as_of = dt.datetime.combine(ctx.run_date + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    summary = summarize_gangs(members, links, pairs, apps, bad, as_of_ts=as_of)
 
     w = dict(partition_col=S.RUN_DATE, partitions=[ctx.run_date_str], run_id=ctx.run_id)
     m = store.write(with_run_date(members, ctx, S.GANG_MEMBERS), T.GANG_MEMBERS.uri(cfg), description=T.GANG_MEMBERS.description, **w)
-    g = store.write(with_run_date(summary, ctx, S.GANGS), T.GANGS.uri(cfg), description=T.GANGS.description, **w)
+    gs = store.write(with_run_date(summary, ctx, S.GANGS), T.GANGS.uri(cfg), description=T.GANGS.description, **w)
     h = store.write(with_run_date(hubs, ctx, S.SUPER_NODES), T.SUPER_NODES.uri(cfg), description=T.SUPER_NODES.description, **w)
-    quality = {}
+    quality = partition_quality(pairs, partition.select("id", "community"), resolution=c.resolution)
     truth_path = f"{T.truth_dir(cfg)}/gang_membership.parquet"
+    by_size = []
     if path_exists(spark, truth_path):  # a simulated world: score the gangs against the planted ones
-        quality = gang_pair_quality(apps, members, spark.read.parquet(truth_path).filter(F.col("gang_id").isNotNull()))
+        truth = spark.read.parquet(truth_path).filter(F.col("gang_id").isNotNull())
+        quality.update(gang_pair_quality(apps, members, truth))
+        by_size = gang_quality_by_size(apps, members, truth)
         log.info("gang quality vs planted truth: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()})
     # bounded: one row per attribute type
+    th = [r.asDict() for r in thresholds.orderBy("type").collect()]
     hubs_by_type = {r["type"]: r["n"] for r in hubs.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
-    for df in (hubs, links, members):
+    for df in (thresholds, hubs, links, pairs, partition, members):
         df.unpersist()
-    log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %d rounds",
-             ctx.run_date_str, g.rows, m.rows, h.rows, hubs_by_type, backend, stats.rounds)
-    return {"gangs": g.rows, "gang_members": m.rows, "super_nodes": h.rows, "super_nodes_by_type": hubs_by_type,
-            "graph_backend": backend, "cc_rounds": stats.rounds, "gang_table": T.GANGS.uri(cfg), **quality}
+    log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %d rounds; %d components cut by Leiden, %d by LPA; "
+             "modularity %.3f", ctx.run_date_str, gs.rows, m.rows, h.rows, hubs_by_type, backend, cc_stats.rounds,
+             c_stats.components_split_leiden, c_stats.components_split_lpa, quality["modularity"])
+    return {"gangs": gs.rows, "gang_members": m.rows, "super_nodes": h.rows, "super_nodes_by_type": hubs_by_type,
+            "hub_thresholds": {r["type"]: {"threshold": r["threshold"], "bound": r["bound"], "cap": r["cap"],
+                                           "fence": round(r["fence"], 1), "median_degree": r["median_degree"]} for r in th},
+            "graph_backend": backend, "cc_rounds": cc_stats.rounds, "components_leiden": c_stats.components_split_leiden,
+            "components_lpa": c_stats.components_split_lpa, "lpa_rounds": c_stats.lpa_rounds,
+            "gang_modularity": quality.pop("modularity"), "gang_cpm_quality": quality.pop("cpm_quality"),
+            "gang_table": T.GANGS.uri(cfg), "gang_quality_by_size": by_size, **quality}
 
 
 if __name__ == "__main__":

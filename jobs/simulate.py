@@ -28,6 +28,7 @@ KNOBS = {
     "gang-size-max": "gang_size_max",
     "gang-size-alpha": "gang_size_alpha",
     "hub-noise": "hub_noise",
+    "shared-dealer-share": "shared_dealer_share",
     "honest-bad-rate": "honest_bad_rate",
     "gang-bad-rate": "gang_bad_rate",
     "dirty-rate": "dirty_rate",

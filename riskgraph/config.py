@@ -87,10 +87,37 @@ class Ingest(_Frozen):
 ATTRIBUTE_TYPES = ("device", "phone", "ip", "gps", "email", "employer", "referrer")
 
 
+class SuperNodeSettings(_Frozen):
+    robust_k: float = Field(gt=0)
+    min_log_scale: float = Field(gt=0)
+    min_degree: int = Field(ge=2)
+
+
+class CommunitySettings(_Frozen):
+    objective: Literal["CPM", "modularity"]
+    resolution: float = Field(gt=0)
+    min_component_size: int = Field(ge=2)
+    leiden_max_edges: int = Field(ge=0)
+    leiden_iterations: int = Field(gt=0)
+    lpa_max_iter: int = Field(gt=0)
+    seed: int
+
+
+class GpsBurstLinks(_Frozen):
+    enabled: bool
+    radius_m: float = Field(gt=0)
+    window_hours: float = Field(gt=0)
+    min_apps: int = Field(ge=2)
+    weight: float = Field(gt=0)
+
+
 class GraphSettings(_Frozen):
     attribute_types: tuple[str, ...]
     link_types: tuple[str, ...]
     max_degree: dict[str, int]
+    super_nodes: SuperNodeSettings
+    communities: CommunitySettings
+    gps_burst_links: GpsBurstLinks
     gang_min_size: int = Field(ge=2)
     link_window_days: float | None = Field(default=None, gt=0)
     cc_max_iter: int = Field(gt=0)

@@ -158,16 +158,31 @@ RELATIONSHIP = {
 # ---------------------------------------------------------------- gangs
 GANG_MEMBERS = [
     Column("application_id", StringType(), "member application", False),
-    Column("gang_id", StringType(), "deterministic gang id: 'g:' + the smallest application id of its component", False),
+    Column("gang_id", StringType(), "deterministic gang id: 'g:' + the smallest application id of its community", False),
+    Column("component_id", StringType(), "'c:' + the smallest application id of the connected component holding the gang", False),
+    Column("method", StringType(), "how the component was cut: component (small, kept whole), leiden or lpa", False),
     Column(RUN_DATE, StringType(), "run date (partition)", False),
 ]
 GANGS = [
     Column("gang_id", StringType(), "deterministic gang id", False),
+    Column("component_id", StringType(), "connected component holding the gang (several gangs can share one)", False),
+    Column("method", StringType(), "how the component was cut: component (small, kept whole), leiden or lpa", False),
     Column("size", LongType(), "member applications", False),
-    Column("n_bad_known", LongType(), "members with a bad outcome known by the run date", False),
+    Column("n_applicants", LongType(), "distinct applicants among the members", False),
+    Column("n_bad_known", LongType(), "members with a bad outcome (fraud or default) known by the end of the run date", False),
+    Column("bad_rate_known", DoubleType(), "n_bad_known / size", False),
     Column("first_ts", TimestampType(), "first member application time", False),
     Column("last_ts", TimestampType(), "last member application time", False),
-    Column("n_links", LongType(), "application-attribute links inside the gang", False),
+    Column("age_days", DoubleType(), "days from the first member application to the end of the run date", False),
+    Column("span_hours", DoubleType(), "hours from the first to the last member application", False),
+    Column("apps_per_hour", DoubleType(), "burstiness: size / max(span_hours, 1)", False),
+    Column("max_apps_24h", LongType(), "burstiness: the most member applications in any 24 hours", False),
+    Column("n_pairs", LongType(), "linked member pairs (sharing a non-hub value inside the link window, or a GPS burst)", False),
+    Column("density", DoubleType(), "n_pairs / (size * (size - 1) / 2)", False),
+    Column("n_links", LongType(), "application-attribute links of the members (non-hub, linking types)", False),
+    Column("n_shared_values", LongType(), "attribute values shared by at least two members (attribute diversity)", False),
+    Column("n_link_types", LongType(), "attribute types among the shared values (attribute diversity)", False),
+    Column("link_types", StringType(), "the shared values' types, comma-separated, sorted", False),
     Column("evidence", StringType(), "JSON list of the attribute vertices linking members, with how many members each links (most first, top 20)", False),
     Column(RUN_DATE, StringType(), "run date (partition)", False),
 ]
@@ -175,7 +190,9 @@ SUPER_NODES = [
     Column("id", StringType(), "attribute vertex id", False),
     Column("type", StringType(), "attribute type", False),
     Column("degree", LongType(), "applications linked to it by the run date", False),
-    Column("cap", LongType(), "graph.max_degree cap for its type", False),
+    Column("threshold", LongType(), "largest degree its type allows: min(graph.max_degree cap, max(min_degree, robust fence))", False),
+    Column("robust_z", DoubleType(), "robust z-score of log(degree) against its type's shared values (null when the type's MAD is 0)"),
+    Column("bound", StringType(), "which limit set the threshold: robust (the fence), cap (graph.max_degree) or floor (super_nodes.min_degree)", False),
     Column(RUN_DATE, StringType(), "run date (partition)", False),
 ]
 

@@ -27,7 +27,9 @@ NAT IPs (hubs), the default device id (hub), Zipf-sized employers (hubs), friend
 codes, dense-city GPS cells. Gangs (``gang_share`` of applications; truncated-Pareto sizes)
 apply in a burst of waves and share, each with some probability per member application, an
 intermediary's referral code, a few devices, a card dealer's SIM cards, a few IPs, an office
-GPS spot and often a fake employer - connected, but imperfectly.
+GPS spot and often a fake employer - connected, but imperfectly. Card dealers serve several
+gangs (``shared_dealer_share``), so a few SIMs bridge gangs active at the same time into one
+connected component: a component is not a gang.
 
 Labels: honest outcomes come from a logistic model of the credit features plus an unobserved
 person-level risk, so credit features carry real but partial signal; gang applications are
@@ -498,6 +500,31 @@ def _emails(rng, surname: np.ndarray, given: np.ndarray, birth_year: np.ndarray)
         email = pc.replace_with_mask(email, pa.array(dup), draw(np.flatnonzero(dup), extra_digits=True))
 
 
+def _share_dealers(sim: Simulation, a_phone: np.ndarray, gi: np.ndarray, dealer_sims: np.ndarray, g_first: np.ndarray,
+                   sizes: np.ndarray, sim_pool: np.ndarray, g_start_day: np.ndarray) -> None:
+    """A card dealer serves more than one gang: each gang, with probability
+    ``shared_dealer_share``, gets one or two SIMs from the pool of the gang whose burst starts
+    nearest in time, so separate gangs meet in one connected component (community detection
+    has to split them again). In place on ``a_phone``. Its own generator, seeded from the
+    world's seed: the rest of the world is the same whatever this share is."""
+    n_gangs = len(sizes)
+    if sim.shared_dealer_share <= 0 or n_gangs < 2:
+        return
+    brng = np.random.default_rng([sim.seed, 1])
+    bridging = np.flatnonzero(brng.random(n_gangs) < sim.shared_dealer_share)
+    order = np.argsort(g_start_day, kind="stable")
+    rank = np.empty(n_gangs, dtype=np.int64)
+    rank[order] = np.arange(n_gangs)
+    step = np.where(brng.random(len(bridging)) < 0.5, -1, 1)  # the gang just before or just after in time
+    partner = order[np.clip(rank[bridging] + step, 0, n_gangs - 1)]
+    partner = np.where(partner == bridging, order[np.clip(rank[bridging] - step, 0, n_gangs - 1)], partner)
+    sim_first = _starts(sim_pool)
+    for g, p in zip(bridging.tolist(), partner.tolist()):
+        k = min(int(sizes[g]), 1 + int(brng.integers(0, 2)))
+        members = g_first[g] + brng.choice(int(sizes[g]), size=k, replace=False)
+        a_phone[gi[members]] = dealer_sims[sim_first[p] + brng.integers(0, sim_pool[p], k)]
+
+
 def _generate(sim: Simulation, rng: np.random.Generator) -> _World:
     cal = _Calendar.build(sim, rng)
     n = sim.n_applications
@@ -650,6 +677,7 @@ def _generate(sim: Simulation, rng: np.random.Generator) -> _World:
     phones = _phones(rng, n_people + int(sim_pool.sum()))
     a_phone = phones[a_person]
     a_phone[gi] = np.where(uses("phone"), phones[n_people + pick(sim_pool)], a_phone[gi])
+    _share_dealers(sim, a_phone, gi, phones[n_people:], g_first, sizes, sim_pool, g_start_day)
 
     # IPs: NAT hub (carrier) / home broadband / mobile; gangs' own few IPs
     nat_ips = _random_ips(rng, sim.n_nat_ips)

@@ -3,27 +3,32 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from riskgraph.features.communities import split_components
 from riskgraph.features.components import connected_components
-from riskgraph.features.gangs import application_edges, gang_links, gang_members, summarize_gangs
-from riskgraph.features.graph import build_edges, build_vertices, detect_super_nodes
+from riskgraph.features.gangs import application_pairs, gang_links, gang_members, summarize_gangs
+from riskgraph.features.graph import build_edges, build_vertices, detect_super_nodes, hub_thresholds
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 APPS = "application_id string, applicant_id string, application_ts timestamp, device_id string, phone_key string, ip string, " \
        "gps_cell string, email_key string, employer string, referrer_code string"
 
 
-def _gangs(spark, rows, *, caps, window_days=30.0, min_size=3):
+def _gangs(spark, rows, *, caps, window_days=30.0, min_size=3, resolution=0.1, robust_k=6.0):
     apps = spark.createDataFrame(rows, APPS)
     types = ("device", "phone", "ip", "gps", "email", "employer", "referrer")
     edges = build_edges(apps, attribute_types=types)
-    hubs = detect_super_nodes(build_vertices(apps, edges), max_degree=caps)
+    vertices = build_vertices(apps, edges)
+    hubs = detect_super_nodes(vertices, hub_thresholds(vertices, max_degree=caps, robust_k=robust_k, min_log_scale=0.5, min_degree=10))
     links = gang_links(edges, hubs, link_types=("device", "phone", "ip", "email", "referrer"))
-    comps = connected_components(apps.select(F.concat(F.lit("app:"), "application_id").alias("id")),
-                                 application_edges(links, window_days=window_days))
-    return gang_members(comps, apps, min_size=min_size), hubs, links, apps
+    pairs = application_pairs(links, window_days=window_days)
+    linked = pairs.select(F.col("src").alias("id")).unionByName(pairs.select(F.col("dst").alias("id"))).distinct()
+    partition = split_components(connected_components(linked, pairs), pairs, min_component_size=4, resolution=resolution)
+    return gang_members(partition, apps, min_size=min_size), hubs, links, apps, pairs
 
 
 def test_planted_hubs_never_glue_strangers(spark):
@@ -37,9 +42,10 @@ def test_planted_hubs_never_glue_strangers(spark):
     for i in range(4):
         rows.append((f"g{i}", f"P-g{i}", T0 + dt.timedelta(hours=i), "dev-gang", f"ph-g{i % 2}", "10.0.0.1", None,
                      f"em-g{i}", "BIGCORP", "REF-1"))
-    members, hubs, _, _ = _gangs(spark, rows, caps=caps)
+    members, hubs, _, _, _ = _gangs(spark, rows, caps=caps)
     assertDataFrameEqual(hubs.select("id"), spark.createDataFrame([("ip:10.0.0.1",), ("device:DEFAULT",), ("employer:BIGCORP",)], "id string"))
-    assertDataFrameEqual(members, spark.createDataFrame([(f"g{i}", "g:g0") for i in range(4)], "application_id string, gang_id string"))
+    assertDataFrameEqual(members.select("application_id", "gang_id"),
+                         spark.createDataFrame([(f"g{i}", "g:g0") for i in range(4)], "application_id string, gang_id string"))
 
 
 def test_time_window_and_distinct_applicants(spark):
@@ -59,9 +65,75 @@ def test_time_window_and_distinct_applicants(spark):
         ("x2", "X2", T0 + day, "d-x", "p-x", None, None, None, None, None),
         ("x3", "X3", T0 + 3 * day, "d-x3", "p-x", None, None, None, None, None),
     ]
-    members, _, links, apps = _gangs(spark, rows, caps=caps)
-    assertDataFrameEqual(members, spark.createDataFrame([("x1", "g:x1"), ("x2", "g:x1"), ("x3", "g:x1")], "application_id string, gang_id string"))
-    summary = summarize_gangs(members, links, apps, spark.createDataFrame([("x2",)], "application_id string"))
-    row = summary.first()
-    assert (row["gang_id"], row["size"], row["n_bad_known"], row["n_links"]) == ("g:x1", 3, 1, 6)
+    members, _, links, apps, pairs = _gangs(spark, rows, caps=caps)
+    assertDataFrameEqual(members, spark.createDataFrame([("x1", "g:x1", "c:x1", "component"), ("x2", "g:x1", "c:x1", "component"),
+                                                         ("x3", "g:x1", "c:x1", "component")],
+                                                        "application_id string, gang_id string, component_id string, method string"))
+    outcomes = spark.createDataFrame([("x2", T0 + 10 * day), ("x3", T0 + 400 * day)], "application_id string, known_ts timestamp")
+    summary = summarize_gangs(members, links, pairs, apps, outcomes, as_of_ts=T0 + 30 * day)
+    row = summary.first().asDict()
+    # x3's bad outcome becomes known after the as-of time: not counted
+    assert (row["gang_id"], row["size"], row["n_applicants"], row["n_bad_known"], row["n_links"]) == ("g:x1", 3, 3, 1, 6)
+    assert row["bad_rate_known"] == pytest.approx(1 / 3)
+    # linked pairs: x1-x2 (device d-x), x2-x3 (phone p-x); x1-x3 share nothing
+    assert (row["n_pairs"], row["density"]) == (2, pytest.approx(2 / 3))
+    assert (row["n_shared_values"], row["n_link_types"], row["link_types"]) == (2, 2, "device,phone")
+    assert row["span_hours"] == pytest.approx(72.0) and row["apps_per_hour"] == pytest.approx(3 / 72)
+    assert row["max_apps_24h"] == 1  # x2 comes exactly 24 h after x1: a window (t - 24 h, t] never holds both
+    assert row["age_days"] == pytest.approx(30.0)
     assert '"value":"device:d-x","members":2' in row["evidence"] and '"value":"phone:p-x","members":2' in row["evidence"]
+
+
+def _gang_rows(prefix: str, n: int, t0: dt.datetime, *, ref: str, device: str):
+    """n people coached by one intermediary (referrer code) on one shared device, within hours."""
+    return [(f"{prefix}{i}", f"P-{prefix}{i}", t0 + dt.timedelta(hours=i), device, f"ph-{prefix}{i}", None, None, None, None, ref)
+            for i in range(n)]
+
+
+def test_communities_split_gangs_bridged_by_a_dealer_sim(spark):
+    """Two gangs active the same week; a card dealer's SIM reaches one member of each. The
+    component holds both gangs; the communities are the two gangs again."""
+    caps = {t: 50 for t in ("device", "phone", "ip", "gps", "email", "employer", "referrer")}
+    a = _gang_rows("a", 8, T0, ref="REF-A", device="dev-a")
+    b = _gang_rows("b", 8, T0 + dt.timedelta(days=2), ref="REF-B", device="dev-b")
+    a[3] = a[3][:4] + ("SIM-X",) + a[3][5:]
+    b[5] = b[5][:4] + ("SIM-X",) + b[5][5:]
+    members, _, _, _, _ = _gangs(spark, a + b, caps=caps)
+    got = {r["application_id"]: (r["gang_id"], r["component_id"], r["method"]) for r in members.collect()}
+    assert got == {**{f"a{i}": ("g:a0", "c:a0", "leiden") for i in range(8)}, **{f"b{i}": ("g:b0", "c:a0", "leiden") for i in range(8)}}
+
+
+def test_a_dense_gang_is_not_cut(spark):
+    caps = {t: 50 for t in ("device", "phone", "ip", "gps", "email", "employer", "referrer")}
+    rows = _gang_rows("a", 30, T0, ref="REF-A", device="dev-a")
+    rows = [r[:3] + (f"dev-{i % 6}",) + r[4:] for i, r in enumerate(rows)]  # six devices, one referrer
+    members, _, _, _, _ = _gangs(spark, rows, caps=caps)
+    assert {r["gang_id"] for r in members.collect()} == {"g:a0"} and members.count() == 30
+
+
+def test_hub_thresholds_are_robust_fences_bounded_by_cap_and_floor(spark):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rows = []
+    # ip: shared values of degree 2..6 and two hubs; phone: all degree 2 (MAD 0 -> the scale floor)
+    for i, d in enumerate(rng.integers(2, 7, 300)):
+        rows.append((f"ip:{i}", "ip", int(d)))
+    rows += [("ip:nat1", "ip", 900), ("ip:nat2", "ip", 35)]
+    rows += [(f"phone:{i}", "phone", 2) for i in range(200)] + [("phone:dealer", "phone", 12)]
+    rows += [(f"phone:x{i}", "phone", 1) for i in range(50)]  # used once: not part of the statistics
+    vertices = spark.createDataFrame(rows, "id string, type string, degree long")
+    caps = {"ip": 500, "phone": 11, "device": 25}
+    th = {r["type"]: r.asDict() for r in hub_thresholds(vertices, max_degree=caps, robust_k=3.0, min_log_scale=0.5, min_degree=10).collect()}
+    ld = np.log([d for _, t, d in rows if t == "ip" and d >= 2])
+    med = np.median(ld)
+    mad = np.median(np.abs(ld - med))
+    fence = float(np.exp(med + 3.0 * max(1.4826 * mad, 0.5)))
+    assert th["ip"]["fence"] == pytest.approx(fence) and th["ip"]["median_degree"] == pytest.approx(np.exp(med))
+    assert (th["ip"]["threshold"], th["ip"]["bound"]) == (max(10, int(np.floor(fence))), "robust" if np.floor(fence) > 10 else "floor")
+    # phone: fence exp(log 2 + 1.5) = 8.96 < floor 10 -> 10, but the cap 11 is above: floor binds
+    assert (th["phone"]["threshold"], th["phone"]["bound"]) == (10, "floor")
+    # a type without shared values falls back to its cap
+    assert (th["device"]["threshold"], th["device"]["bound"], th["device"]["n_shared"]) == (25, "cap", 0)
+    hubs = detect_super_nodes(vertices, hub_thresholds(vertices, max_degree=caps, robust_k=3.0, min_log_scale=0.5, min_degree=10))
+    assert {r["id"] for r in hubs.collect()} == {"ip:nat1", "ip:nat2", "phone:dealer"} - ({"ip:nat2"} if 35 <= th["ip"]["threshold"] else set())

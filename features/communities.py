@@ -1,0 +1,218 @@
+"""Communities inside connected components, so that a component holding several gangs
+(bridged by a card dealer's SIM, a shared IP, one coached applicant) splits into its gangs.
+
+Input is a weighted, undirected application graph ``src, dst, weight`` (``src < dst``) and
+the connected components of its vertices ``id, component``. Output is ``id, component,
+community, method``: ``community`` is the smallest vertex id of the community, so ids are
+deterministic and readable, and ``method`` says how the vertex's component was treated:
+
+* ``component``: the component is smaller than ``min_component_size`` and stays whole;
+* ``leiden``: Leiden (Traag, Waltman & van Eck, "From Louvain to Leiden: guaranteeing
+  well-connected communities", Sci. Rep. 2019) through igraph, one component per task in
+  ``applyInPandas`` — components that fit a worker (``leiden_max_edges``), which on a
+  lending graph is every component once hubs are capped;
+* ``lpa``: distributed label propagation (Raghavan, Albert & Kumara 2007) on DataFrames for
+  any component too big for one worker: undirected, synchronous, weighted votes, a vertex's
+  own label votes too (damps the two-cycle oscillation of synchronous LPA on bipartite
+  parts), ties go to the smallest label (deterministic).
+
+The Leiden objective is the Constant Potts Model (CPM, Traag, Van Dooren & Nesterov 2011)
+by default: a community is a set of applications whose (weighted) link density is above
+``resolution``. Unlike modularity, CPM has no resolution limit and does not depend on the
+size of the rest of the graph, so a gang is cut the same way whatever else happened that
+night, and the rule can be said to an investigator: "on average each member is linked to at
+least ``resolution`` of the others". Modularity (Newman 2006) is available too; per
+component it is scaled to the whole graph's total weight, which makes the per-component
+runs optimise exactly the modularity of the whole graph.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from riskgraph.features.validation import require_columns
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = ("CPM", "modularity")
+_OUT = StructType([
+    StructField("id", StringType(), False),
+    StructField("community", StringType(), False),
+])
+
+
+@dataclass
+class CommunityStats:
+    """What the split did, for the run record (small numbers only)."""
+
+    components_split_leiden: int = 0
+    components_split_lpa: int = 0
+    lpa_rounds: int = 0
+
+
+def leiden_partition(vertex_ids: list[str], src: list[str], dst: list[str], weight: list[float], *, objective: str,
+                     resolution: float, iterations: int, seed: int) -> dict[str, str]:
+    """Leiden on one small graph (igraph); returns vertex id → smallest vertex id of its
+    community. Vertices are numbered in sorted id order and Python's RNG (igraph's default)
+    is seeded, so the same graph always gives the same partition."""
+    import igraph as ig
+
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    ids = sorted(vertex_ids)
+    index = {v: i for i, v in enumerate(ids)}
+    g = ig.Graph(n=len(ids), edges=[(index[a], index[b]) for a, b in zip(src, dst)], directed=False)
+    g.es["weight"] = [float(w) for w in weight]
+    state = random.getstate()
+    try:
+        random.seed(seed)
+        part = g.community_leiden(objective_function=objective, weights="weight", resolution=resolution,
+                                  n_iterations=iterations)
+    finally:
+        random.setstate(state)
+    smallest: dict[int, str] = {}
+    for i, c in enumerate(part.membership):  # ids are sorted: the first seen is the smallest
+        smallest.setdefault(c, ids[i])
+    return {ids[i]: smallest[c] for i, c in enumerate(part.membership)}
+
+
+def _leiden_per_component(edges: DataFrame, *, objective: str, resolution: float, total_weight: float, iterations: int,
+                          seed: int) -> DataFrame:
+    """Leiden on each component, one task per component. Needs edges(component, src, dst, weight)."""
+
+    def run(pdf: pd.DataFrame) -> pd.DataFrame:
+        ids = sorted(set(pdf["src"]) | set(pdf["dst"]))
+        res = resolution
+        if objective == "modularity":
+            # A component's modularity terms in the whole graph are A_ij - γ k_i k_j / 2m with m the
+            # whole graph's weight; igraph normalises by the component's own weight m_c, so
+            # γ_c = γ · m_c / m gives the same optimum as one run over the whole graph.
+            res = resolution * float(pdf["weight"].sum()) / total_weight
+        part = leiden_partition(ids, pdf["src"].tolist(), pdf["dst"].tolist(), pdf["weight"].tolist(), objective=objective,
+                                resolution=res, iterations=iterations, seed=seed)
+        return pd.DataFrame({"id": list(part), "community": list(part.values())})
+
+    return edges.groupBy("component").applyInPandas(run, _OUT)
+
+
+def label_propagation(edges: DataFrame, *, max_iter: int, checkpoint_every: int = 2, stats: CommunityStats | None = None) -> DataFrame:
+    """Distributed, deterministic label propagation. Needs edges(src, dst, weight)
+    (undirected; each pair once). Returns id, community (a vertex id of the community).
+
+    Every round each vertex takes the label with the largest summed weight among its
+    neighbours' labels plus its own (weight 1), ties to the smallest label; stops when no
+    label changes or after ``max_iter`` rounds. Lineage is cut every ``checkpoint_every``
+    rounds with a local checkpoint, as in connected components.
+    """
+    require_columns(edges, ["src", "dst", "weight"], "label_propagation")
+    both = edges.select("src", "dst", "weight").unionByName(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight"))
+    both = both.persist(StorageLevel.MEMORY_AND_DISK)
+    labels = both.select(F.col("src").alias("id")).distinct().withColumn("label", F.col("id")).persist(StorageLevel.MEMORY_AND_DISK)
+    best = Window.partitionBy("id").orderBy(F.desc("votes"), F.asc("label"))
+    rounds = 0
+    for rounds in range(1, max_iter + 1):
+        votes = (
+            both.join(labels.select(F.col("id").alias("dst"), "label"), "dst")
+            .select(F.col("src").alias("id"), "label", "weight")
+            .unionByName(labels.select("id", "label", F.lit(1.0).alias("weight")))  # a vertex's own vote
+            .groupBy("id", "label").agg(F.sum("weight").alias("votes"))
+        )
+        new = votes.withColumn("_r", F.row_number().over(best)).filter(F.col("_r") == 1).select("id", "label")
+        new = new.localCheckpoint(eager=True) if rounds % checkpoint_every == 0 else new.persist(StorageLevel.MEMORY_AND_DISK)
+        changed = new.join(labels.withColumnRenamed("label", "_old"), "id").filter(F.col("label") != F.col("_old")).count()
+        labels.unpersist()
+        labels = new
+        log.info("label propagation: round %d, %d labels changed", rounds, changed)
+        if changed == 0:
+            break
+    if stats is not None:
+        stats.lpa_rounds = rounds
+    both.unpersist()
+    # Name each community by its smallest member, like every other id in riskgraph.
+    named = labels.withColumn("community", F.min("id").over(Window.partitionBy("label")))
+    return named.select("id", "community")
+
+
+def split_components(components: DataFrame, edges: DataFrame, *, min_component_size: int, objective: str = "CPM",
+                     resolution: float = 0.1, leiden_max_edges: int = 2_000_000, leiden_iterations: int = 10,
+                     lpa_max_iter: int = 20, checkpoint_every: int = 2, seed: int = 42,
+                     stats: CommunityStats | None = None) -> DataFrame:
+    """Communities inside components.
+
+    Needs components(id, component) for every vertex and edges(src, dst, weight) between
+    them (undirected, each pair once). Returns id, component, community, method.
+    Components of fewer than ``min_component_size`` vertices stay whole; larger ones go to
+    Leiden when they have at most ``leiden_max_edges`` edges, else to label propagation.
+    """
+    require_columns(components, ["id", "component"], "split_components(components)")
+    require_columns(edges, ["src", "dst", "weight"], "split_components(edges)")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"communities.objective must be one of {OBJECTIVES}, got {objective!r}")
+    stats = stats if stats is not None else CommunityStats()
+    comp_of = components.select(F.col("id").alias("src"), "component")
+    e = edges.select("src", "dst", F.col("weight").cast("double")).join(comp_of, "src").persist(StorageLevel.MEMORY_AND_DISK)
+    sizes = components.groupBy("component").agg(F.count(F.lit(1)).alias("_n"))
+    n_edges = e.groupBy("component").agg(F.count(F.lit(1)).alias("_m"))
+    plan = (
+        sizes.join(n_edges, "component", "left")
+        .select("component", F.when(F.col("_n") < min_component_size, "component")
+                .when(F.coalesce("_m", F.lit(0)) <= leiden_max_edges, "leiden").otherwise("lpa").alias("method"))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    # bounded: one row per method
+    counts = {r["method"]: r["n"] for r in plan.groupBy("method").agg(F.count(F.lit(1)).alias("n")).collect()}
+    stats.components_split_leiden = int(counts.get("leiden", 0))
+    stats.components_split_lpa = int(counts.get("lpa", 0))
+    total_weight = float(e.agg(F.sum("weight")).first()[0] or 0.0) if objective == "modularity" else 1.0
+
+    parts = [components.join(plan.filter(F.col("method") == "component"), "component").select("id", F.col("component").alias("community"))]
+    if counts.get("leiden"):
+        to_leiden = e.join(plan.filter(F.col("method") == "leiden").select("component"), "component")
+        parts.append(_leiden_per_component(to_leiden, objective=objective, resolution=resolution, total_weight=total_weight,
+                                           iterations=leiden_iterations, seed=seed))
+    if counts.get("lpa"):
+        log.info("communities: %d component(s) exceed communities.leiden_max_edges=%d: label propagation", counts["lpa"], leiden_max_edges)
+        to_lpa = e.join(plan.filter(F.col("method") == "lpa").select("component"), "component")
+        parts.append(label_propagation(to_lpa, max_iter=lpa_max_iter, checkpoint_every=checkpoint_every, stats=stats))
+    community = parts[0]
+    for p in parts[1:]:
+        community = community.unionByName(p)
+    out = components.join(community, "id").join(plan, "component").select("id", "component", "community", "method")
+    e.unpersist()
+    return out
+
+
+def partition_quality(edges: DataFrame, partition: DataFrame, *, resolution: float) -> dict:
+    """Modularity (Newman 2006; γ = 1) and CPM quality (density above ``resolution``, per
+    unit of edge weight) of a partition of a weighted undirected graph, computed in Spark;
+    only two sums reach the driver. Needs edges(src, dst, weight) (each pair once) and
+    partition(id, community) covering every endpoint."""
+    require_columns(edges, ["src", "dst", "weight"], "partition_quality(edges)")
+    require_columns(partition, ["id", "community"], "partition_quality(partition)")
+    p = partition.select("id", "community")
+    e = (
+        edges.join(p.withColumnRenamed("id", "src").withColumnRenamed("community", "_cs"), "src")
+        .join(p.withColumnRenamed("id", "dst").withColumnRenamed("community", "_cd"), "dst")
+    )
+    m = e.agg(F.sum("weight")).first()[0] or 0.0
+    if m == 0:
+        return {"modularity": 0.0, "cpm_quality": 0.0}
+    inside = e.filter(F.col("_cs") == F.col("_cd")).groupBy(F.col("_cs").alias("community")).agg(F.sum("weight").alias("L"))
+    strength = (
+        e.select(F.col("_cs").alias("community"), "weight").unionByName(e.select(F.col("_cd").alias("community"), "weight"))
+        .groupBy("community").agg(F.sum("weight").alias("D"))
+    )
+    n = p.groupBy("community").agg(F.count(F.lit(1)).alias("n"))
+    per = strength.join(inside, "community", "left").join(n, "community").fillna({"L": 0.0})
+    r = per.agg(
+        F.sum(F.col("L") / m - (F.col("D") / (2 * m)) ** 2).alias("q"),
+        F.sum(F.col("L") - resolution * F.col("n") * (F.col("n") - 1) / 2).alias("cpm"),
+    ).first()
+    return {"modularity": float(r["q"]), "cpm_quality": float(r["cpm"]) / m}
