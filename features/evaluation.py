@@ -197,29 +197,47 @@ def quantile_grid(bins: int = DEFAULT_BINS) -> np.ndarray:
     return np.arange(0, 1, 1 / bins)
 
 
-def bin_edges_from_summary(distinct_values, quantiles) -> np.ndarray:
+def bin_edges_from_summary(distinct_values, quantiles, *, split_point_masses: bool = False) -> np.ndarray:
     """Cut points from a feature's summary: ``distinct_values`` (sorted, when the feature has
     at most ``bins`` of them, else None) and its ``quantiles`` at :func:`quantile_grid`.
 
-    Few distinct values: one bin per value (edges = every value but the smallest), as
-    ``toad.stats.IV`` leaves a feature with few values unbinned. Otherwise toad's
-    QuantileMerge: the quantiles made unique, minus the first (the minimum). Ties give fewer
-    bins; a constant feature gives none (one bin: its PSI is 0 by construction).
+    toad's bins (``split_point_masses=False``, the IV convention): few distinct values get
+    one bin per value (edges = every value but the smallest), as ``toad.stats.IV`` leaves
+    such a feature unbinned; otherwise toad's QuantileMerge: the quantiles made unique, minus
+    the first (the minimum).
+
+    Stability bins (``split_point_masses=True``, used for PSI): the same, plus an edge just
+    above every point mass, i.e. a value that two or more quantiles land on (it holds about
+    1/bins of the rows or more), so that value gets a bin of its own; and, with few distinct
+    values, an edge just above the largest, so values the baseline never reached get a bin.
+    Why: our network features are counts that are 0 for most applications. With 90% zeros
+    every decile is 0 and toad's bins collapse into one, so a wave that turns 5% non-zero
+    into 30% would show PSI 0. Where no value holds a tenth of the rows (continuous
+    features) both give the same bins.
     """
     if distinct_values is not None:
-        return np.asarray(sorted(float(v) for v in distinct_values), dtype=float)[1:]
-    return np.unique(np.asarray(quantiles, dtype=float))[1:]
+        d = np.asarray(sorted(float(v) for v in distinct_values), dtype=float)
+        if split_point_masses and d.size:
+            d = np.append(d, np.nextafter(d[-1], np.inf))
+        return d[1:]
+    q = np.asarray(quantiles, dtype=float)
+    values, hits = np.unique(q, return_counts=True)
+    if split_point_masses:
+        values = np.unique(np.concatenate([values, np.nextafter(values[hits >= 2], np.inf)]))
+    return values[1:]
 
 
-def bin_edges(values, bins: int = DEFAULT_BINS) -> np.ndarray:
-    """Cut points of a numeric feature (see :func:`bin_edges_from_summary`); missing values
-    are left out of the quantiles (they get :data:`MISSING_BIN`)."""
+def bin_edges(values, bins: int = DEFAULT_BINS, *, split_point_masses: bool = False) -> np.ndarray:
+    """Cut points of a numeric feature (see :func:`bin_edges_from_summary`: toad's bins, or
+    stability bins with ``split_point_masses``); missing values are left out of the
+    quantiles (they get :data:`MISSING_BIN`)."""
     x = _numeric(values)
     x = x[~np.isnan(x)]
     if x.size == 0:
         return np.empty(0)
     distinct = np.unique(x)
-    return bin_edges_from_summary(distinct if distinct.size <= bins else None, np.quantile(x, quantile_grid(bins)))
+    return bin_edges_from_summary(distinct if distinct.size <= bins else None, np.quantile(x, quantile_grid(bins)),
+                                  split_point_masses=split_point_masses)
 
 
 def assign_bins(values, edges) -> np.ndarray:
@@ -260,13 +278,13 @@ def _counts(bins: np.ndarray) -> dict:
 
 
 def psi(expected, actual, *, bins: int = DEFAULT_BINS, categorical: bool = False) -> float:
-    """PSI of ``actual`` against ``expected`` (the baseline). Numeric: cut points from the
-    baseline (:func:`bin_edges`), missing values their own bin; categorical: one bin per
-    level. Equals ``toad.metrics.PSI(actual_bins, expected_bins)`` whenever every bin holds
-    rows in both samples."""
+    """PSI of ``actual`` against ``expected`` (the baseline). Numeric: the baseline's
+    stability bins (:func:`bin_edges` with ``split_point_masses``), missing values their own
+    bin; categorical: one bin per level. Equals ``toad.metrics.PSI(actual_bins,
+    expected_bins)`` on the same bins whenever every bin holds rows in both samples."""
     if categorical:
         return psi_from_counts(_counts(_category_bins(expected)), _counts(_category_bins(actual)))
-    edges = bin_edges(expected, bins)
+    edges = bin_edges(expected, bins, split_point_masses=True)
     return psi_from_counts(_counts(assign_bins(expected, edges)), _counts(assign_bins(actual, edges)))
 
 
@@ -322,13 +340,14 @@ def band(value: float, bands) -> str:
 def feature_stability(train: pd.DataFrame, test: pd.DataFrame, features: Sequence[str], categorical: Sequence[str],
                       *, label: str = LABEL, bins: int = DEFAULT_BINS) -> pd.DataFrame:
     """Per feature: IV on the training split, IV on the test split and PSI from train to
-    test (out-of-time stability), all on the training split's bins (so the three numbers
-    describe the same bins).
+    test (out-of-time stability), on bins from the training split: toad's bins for IV (so
+    ``iv_train`` is ``toad.stats.IV(..., method="quantile")``), stability bins for PSI
+    (:func:`bin_edges_from_summary`).
 
     Needs ``features`` and ``label`` in both frames. Columns: feature, kind (numeric /
-    categorical), bins (non-missing bins from train), iv_train, iv_band, iv_test,
-    psi_train_test, psi_band, missing_train, missing_test (shares); sorted by iv_train,
-    largest first.
+    categorical), iv_bins / psi_bins (non-missing bins from train), iv_train, iv_band,
+    iv_test, psi_train_test, psi_band, missing_train, missing_test (shares); sorted by
+    iv_train, largest first.
     """
     _require(train, [*features, label], "feature_stability train")
     _require(test, [*features, label], "feature_stability test")
@@ -338,16 +357,19 @@ def feature_stability(train: pd.DataFrame, test: pd.DataFrame, features: Sequenc
     for f in features:
         if f in cats:
             b_tr, b_te = _category_bins(train[f]), _category_bins(test[f])
-            n_bins = len({v for v in b_tr if v != MISSING_BIN})
+            s_tr, s_te = b_tr, b_te
+            n_bins = n_psi_bins = len({v for v in b_tr if v != MISSING_BIN})
         else:
             edges = bin_edges(train[f], bins)
             b_tr, b_te = assign_bins(train[f], edges), assign_bins(test[f], edges)
-            n_bins = len(edges) + 1
+            stable = bin_edges(train[f], bins, split_point_masses=True)
+            s_tr, s_te = assign_bins(train[f], stable), assign_bins(test[f], stable)
+            n_bins, n_psi_bins = len(edges) + 1, len(stable) + 1
         iv_tr = float(_woe_table(b_tr, y_tr.astype(np.int64))["iv"].sum())
         iv_te = float(_woe_table(b_te, y_te.astype(np.int64))["iv"].sum())
-        p = psi_from_counts(_counts(b_tr), _counts(b_te))
-        rows.append({"feature": f, "kind": "categorical" if f in cats else "numeric", "bins": n_bins,
-                     "iv_train": iv_tr, "iv_band": band(iv_tr, IV_BANDS), "iv_test": iv_te,
+        p = psi_from_counts(_counts(s_tr), _counts(s_te))
+        rows.append({"feature": f, "kind": "categorical" if f in cats else "numeric", "iv_bins": n_bins,
+                     "psi_bins": n_psi_bins, "iv_train": iv_tr, "iv_band": band(iv_tr, IV_BANDS), "iv_test": iv_te,
                      "psi_train_test": p, "psi_band": band(p, PSI_BANDS),
                      "missing_train": float(train[f].isna().mean()), "missing_test": float(test[f].isna().mean())})
     out = pd.DataFrame(rows)

@@ -11,7 +11,8 @@ Four gates, each a pure function of DataFrames (no reads, no writes, no config l
   initial load a year, so totals are not comparable, rows per day are.
 * **PSI drift** per numeric feature vs. the same baseline rows, with warn / fail
   thresholds (credit-risk convention: < 0.1 stable, 0.1-0.25 shift, > 0.25 major shift).
-  Bins and PSI are the ones of ``features.evaluation`` (toad's quantile bins), computed
+  Bins and PSI are the ones of ``features.evaluation`` (toad's quantile bins, where a value
+  holding a tenth of the rows, such as the 0 of a count, gets a bin of its own), computed
   here inside Spark: only bin counts reach the driver.
 
 Everything heavy runs as Spark aggregations; what is collected is bounded by the number of
@@ -221,7 +222,8 @@ def rows_per_day(df: DataFrame, date_col: str) -> dict[str, int]:
     """Rows per value of ``date_col`` (a yyyy-MM-dd partition column). One Spark job; the
     driver gets one row per date."""
     require_columns(df, [date_col], "rows_per_day")
-    return {str(r[0]): int(r[1]) for r in df.groupBy(date_col).count().collect()}
+    counts = df.groupBy(date_col).count().collect()  # bounded: one row per date, not per row
+    return {str(r[0]): int(r[1]) for r in counts}
 
 
 def _day(s: str) -> dt.date:
@@ -306,9 +308,10 @@ def _long(df: DataFrame, columns: Sequence[str]) -> DataFrame:
 
 
 def bin_edges_spark(baseline: DataFrame, columns: Sequence[str], *, bins: int) -> dict[str, list[float]]:
-    """:func:`features.evaluation.bin_edges` of each column, computed by Spark: exact
-    quantiles (``percentile``: linear interpolation, as numpy/toad) at toad's grid and the
-    distinct values when there are at most ``bins``. Needs ``columns`` in ``baseline``."""
+    """The stability bins of each column (``features.evaluation.bin_edges(...,
+    split_point_masses=True)``), computed by Spark: exact quantiles (``percentile``: linear
+    interpolation, as numpy/toad) at toad's grid and the distinct values when there are at
+    most ``bins``. Needs ``columns`` in ``baseline``."""
     require_columns(baseline, list(columns), "bin_edges_spark")
     grid = [float(q) for q in quantile_grid(bins)]
     # Spark's exact percentile buffers one (value -> count) map per column: memory grows with
@@ -320,7 +323,7 @@ def bin_edges_spark(baseline: DataFrame, columns: Sequence[str], *, bins: int) -
     edges = {c: [] for c in columns}  # a column with no values in the baseline: one bin
     for r in stats:
         distinct = r["distinct"] if len(r["distinct"]) <= bins else None
-        edges[r[_COLUMN]] = [float(e) for e in bin_edges_from_summary(distinct, r["q"])]
+        edges[r[_COLUMN]] = [float(e) for e in bin_edges_from_summary(distinct, r["q"], split_point_masses=True)]
     return edges
 
 

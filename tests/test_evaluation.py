@@ -165,6 +165,7 @@ def test_psi_matches_toad_on_the_same_bins(seed):
     base, actual = rng.normal(0, 1, 2000), rng.normal(rng.uniform(-0.3, 0.3), rng.uniform(0.8, 1.3), 900)
     b, splits = toad_merge(base, method="quantile", n_bins=10, return_splits=True)  # toad's own deciles
     np.testing.assert_array_equal(E.bin_edges(base), splits)
+    np.testing.assert_array_equal(E.bin_edges(base, split_point_masses=True), splits)  # no point mass: same bins
     assert E.psi(base, actual) == pytest.approx(float(toad.metrics.PSI(np.digitize(actual, splits), b)), rel=1e-12)
     cats_b, cats_a = rng.choice(list("abcd"), 800), rng.choice(list("abcd"), 700, p=[0.1, 0.2, 0.3, 0.4])
     assert E.psi(cats_b, cats_a, categorical=True) == pytest.approx(float(toad.metrics.PSI(cats_a, cats_b)), rel=1e-12)
@@ -188,7 +189,7 @@ def test_feature_stability_ranks_signal_and_flags_drift():
     df["drifting"] = np.where(df["application_ts"] < pd.Timestamp("2026-02-15"), 0.0, 2.0) + np.random.default_rng(1).normal(size=len(df))
     train, _, test = E.oot_split(df, "application_ts", "2026-02-15", "2026-03-01")
     t = E.feature_stability(train, test, ["x1", "extra", "channel", "drifting"], ["channel"]).set_index("feature")
-    assert list(t.columns) == ["kind", "bins", "iv_train", "iv_band", "iv_test", "psi_train_test", "psi_band",
+    assert list(t.columns) == ["kind", "iv_bins", "psi_bins", "iv_train", "iv_band", "iv_test", "psi_train_test", "psi_band",
                                "missing_train", "missing_test"]
     assert t.index[0] == "extra" and t.loc["extra", "iv_band"] in ("strong", "suspicious")  # ranked by IV
     assert t.loc["drifting", "psi_band"] == "major shift" and t.loc["x1", "psi_band"] == "stable"
@@ -197,7 +198,7 @@ def test_feature_stability_ranks_signal_and_flags_drift():
     edges = E.bin_edges(train["extra"])
     assert t.loc["extra", "iv_test"] == pytest.approx(E.information_value(test["extra"], test["is_bad"], edges=edges))
     assert t.loc["extra", "psi_train_test"] == pytest.approx(E.psi(train["extra"], test["extra"]))
-    assert (t.loc["channel", "kind"], t.loc["channel", "bins"]) == ("categorical", 3)
+    assert (t.loc["channel", "kind"], t.loc["channel", "iv_bins"]) == ("categorical", 3)
 
 
 # --------------------------------------------------------------------------- OOT split

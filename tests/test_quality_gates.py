@@ -163,12 +163,9 @@ PSI_CASES = {  # column -> (baseline sampler, current sampler); sizes keep (n - 
 
 
 def _toad_psi(base: np.ndarray, cur: np.ndarray) -> float:
-    """toad end to end: its own bins (raw values when <= 10 distinct, as toad.stats does;
-    else QuantileMerge deciles of the baseline), its PSI."""
-    if len(np.unique(base)) <= 10:
-        return float(toad.metrics.PSI(cur, base))
-    _, splits = toad_merge(base, method="quantile", n_bins=10, return_splits=True)
-    return float(toad.metrics.PSI(np.digitize(cur, splits), np.digitize(base, splits)))
+    """toad's PSI on the same binning: the baseline's stability bins, computed by numpy."""
+    edges = E.bin_edges(base, 10, split_point_masses=True)
+    return float(toad.metrics.PSI(np.digitize(cur, edges), np.digitize(base, edges)))
 
 
 @pytest.mark.parametrize("seed, n_base, n_cur", [(1, 1000, 1500), (2, 2002, 600), (3, 4000, 4000)],
@@ -192,12 +189,31 @@ def test_spark_psi_equals_toad_psi_on_random_inputs(spark, seed, n_base, n_cur):
 
 def test_spark_bin_edges_equal_numpy_bin_edges(spark):
     rng = np.random.default_rng(9)
-    cols = {"a": rng.normal(size=999), "b": rng.poisson(3, 999).astype(float), "c": np.zeros(999)}
+    cols = {"a": rng.normal(size=999), "b": rng.poisson(3, 999).astype(float), "c": np.zeros(999),
+            "d": rng.poisson(2, 999).clip(0, 4).astype(float)}
     cols["a"][::7] = np.nan
     edges = Q.bin_edges_spark(spark.createDataFrame(pd.DataFrame(cols)), list(cols), bins=10)
     for c, x in cols.items():
-        np.testing.assert_allclose(edges[c], E.bin_edges(x, 10), rtol=1e-12, atol=0)
-    assert edges["c"] == []  # constant: one bin
+        np.testing.assert_allclose(edges[c], E.bin_edges(x, 10, split_point_masses=True), rtol=1e-12, atol=0)
+    assert edges["c"] == [np.nextafter(0.0, 1.0)]  # constant 0: a bin for values it never had
+    assert edges["d"] == [1.0, 2.0, 3.0, 4.0, np.nextafter(4.0, 5.0)]  # one bin per value, one above
+
+
+def test_stability_bins_see_a_shift_that_toads_quantile_bins_cannot(spark):
+    """A count that is 0 for 95% of applications: every decile is 0, so toad's quantile bins
+    collapse into one and any shift has PSI 0. The stability bins give 0 a bin of its own."""
+    rng = np.random.default_rng(12)
+    base = np.where(rng.uniform(size=2001) < 0.05, rng.integers(1, 40, 2001), 0).astype(float)
+    cur = np.where(rng.uniform(size=2001) < 0.30, rng.integers(1, 40, 2001), 0).astype(float)
+    _, splits = toad_merge(base, method="quantile", n_bins=10, return_splits=True)
+    assert len(splits) == 0 and len(np.unique(base)) > 10
+    assert float(toad.metrics.PSI(np.digitize(cur, splits), np.digitize(base, splits))) == 0.0
+    assert E.bin_edges(base, 10, split_point_masses=True).tolist() == [np.nextafter(0.0, 1.0)]
+    df = lambda x: spark.createDataFrame(pd.DataFrame({"x": x}))  # noqa: E731
+    got = Q.psi_by_column(df(cur), df(base), ["x"], bins=10)["x"]
+    assert got["bins"] == 2 and got["psi"] > 0.25
+    assert got["psi"] == pytest.approx(_toad_psi(base, cur), rel=1e-9)
+    assert Q.psi_by_column(df(base[:1000]), df(base[1000:]), ["x"], bins=10)["x"]["psi"] < 0.01
 
 
 def test_psi_counts_values_that_appear_from_nowhere_unlike_toad(spark):
