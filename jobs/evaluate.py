@@ -113,9 +113,11 @@ def _log_to_mlflow(ctx: JobContext, params: dict, metrics: dict, result: dict, t
             per_seed.to_csv(Path(d, "per_seed.csv"), index=False)
             stability.to_csv(Path(d, "feature_stability.csv"), index=False)
             Path(d, "feature_stability.md").write_text(
-                f"# IV and PSI per feature\n\nIV on the training split (before {cfg.evaluate.train_until}); PSI from the "
-                f"training split to the test split (from {cfg.evaluate.valid_until}); deciles of the training split "
-                "(toad's quantile bins), missing values a bin of their own.\n\n"
+                f"# IV and PSI per feature\n\nIV on the training split (before {cfg.evaluate.train_until}) and the test "
+                f"split (from {cfg.evaluate.valid_until}); PSI from the training to the test split. Bins: the training "
+                "split's deciles (toad's quantile bins), a value holding a tenth of the rows (the 0 of a count) a bin of "
+                "its own, missing values a bin of their own. iv_train_toad: toad.stats.IV(method='quantile') on toad's "
+                "own bins, which collapse to one bin (IV 0) for such mostly-zero counts.\n\n"
                 + _markdown(stability))
             mlflow.log_artifacts(d)
         mlflow.log_table(stability, artifact_file="feature_stability.json")  # a sortable table in the MLflow UI

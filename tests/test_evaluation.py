@@ -184,21 +184,36 @@ def test_psi_from_counts_floors_a_one_sided_bin():
 
 def test_feature_stability_ranks_signal_and_flags_drift():
     import toad
+    from toad.stats import _IV as toad_iv_on_bins
 
     df = _synthetic(6000, True, seed=21)
-    df["drifting"] = np.where(df["application_ts"] < pd.Timestamp("2026-02-15"), 0.0, 2.0) + np.random.default_rng(1).normal(size=len(df))
+    rng = np.random.default_rng(1)
+    df["drifting"] = np.where(df["application_ts"] < pd.Timestamp("2026-02-15"), 0.0, 2.0) + rng.normal(size=len(df))
+    # a count that is 0 for ~93% of applications and carries signal: toad's deciles are all 0
+    df["sparse_count"] = np.where(rng.uniform(size=len(df)) < np.where(df["is_bad"] == 1, 0.25, 0.05),
+                                  rng.integers(1, 30, len(df)), 0).astype(float)
     train, _, test = E.oot_split(df, "application_ts", "2026-02-15", "2026-03-01")
-    t = E.feature_stability(train, test, ["x1", "extra", "channel", "drifting"], ["channel"]).set_index("feature")
-    assert list(t.columns) == ["kind", "iv_bins", "psi_bins", "iv_train", "iv_band", "iv_test", "psi_train_test", "psi_band",
-                               "missing_train", "missing_test"]
+    t = E.feature_stability(train, test, ["x1", "extra", "channel", "drifting", "sparse_count"], ["channel"]).set_index("feature")
+    assert list(t.columns) == ["kind", "bins", "iv_train", "iv_band", "iv_test", "iv_train_toad", "psi_train_test",
+                               "psi_band", "missing_train", "missing_test"]
     assert t.index[0] == "extra" and t.loc["extra", "iv_band"] in ("strong", "suspicious")  # ranked by IV
     assert t.loc["drifting", "psi_band"] == "major shift" and t.loc["x1", "psi_band"] == "stable"
-    assert t.loc["x1", "iv_train"] == pytest.approx(float(toad.stats.IV(train["x1"], train["is_bad"], method="quantile", n_bins=10)))
+    # without a point mass the stability bins are toad's deciles: both IVs are toad's IV
+    for f in ("x1", "extra"):
+        toad_iv = float(toad.stats.IV(train[f], train["is_bad"], method="quantile", n_bins=10))
+        assert t.loc[f, "iv_train"] == pytest.approx(toad_iv) and t.loc[f, "iv_train_toad"] == pytest.approx(toad_iv)
+    # with one, toad's own bins collapse (IV 0); on the stability bins toad's formula sees the signal
+    y = train["is_bad"].to_numpy()
+    assert t.loc["sparse_count", "iv_train_toad"] == pytest.approx(float(toad.stats.IV(train["sparse_count"], y, method="quantile", n_bins=10)))
+    assert t.loc["sparse_count", "iv_train_toad"] == 0.0 and t.loc["sparse_count", "bins"] == 2
+    stable = E.bin_edges(train["sparse_count"], split_point_masses=True)
+    assert t.loc["sparse_count", "iv_train"] == pytest.approx(float(toad_iv_on_bins(np.digitize(train["sparse_count"], stable), y)[0]))
+    assert t.loc["sparse_count", "iv_train"] > 0.1
     # test-split IV and PSI are on the training split's bins
-    edges = E.bin_edges(train["extra"])
+    edges = E.bin_edges(train["extra"], split_point_masses=True)
     assert t.loc["extra", "iv_test"] == pytest.approx(E.information_value(test["extra"], test["is_bad"], edges=edges))
     assert t.loc["extra", "psi_train_test"] == pytest.approx(E.psi(train["extra"], test["extra"]))
-    assert (t.loc["channel", "kind"], t.loc["channel", "iv_bins"]) == ("categorical", 3)
+    assert (t.loc["channel", "kind"], t.loc["channel", "bins"]) == ("categorical", 3)
 
 
 # --------------------------------------------------------------------------- OOT split
@@ -554,7 +569,9 @@ def test_evaluate_job_logs_an_honest_ks_uplift_to_mlflow(world_cfg, evaluated):
         row = stab.set_index("feature").loc[f]
         assert run.data.metrics[f"iv_train.{f}"] == pytest.approx(row["iv_train"])
         assert run.data.metrics[f"psi_train_test.{f}"] == pytest.approx(row["psi_train_test"])
-        assert row["iv_train"] == pytest.approx(E.information_value(train[f], train["is_bad"]), rel=1e-9)
+        stable = E.bin_edges(train[f], split_point_masses=True)
+        assert row["iv_train"] == pytest.approx(E.information_value(train[f], train["is_bad"], edges=stable), rel=1e-9)
+        assert row["iv_train_toad"] == pytest.approx(E.information_value(train[f], train["is_bad"]), rel=1e-9)
         assert row["psi_train_test"] == pytest.approx(E.psi(train[f], test[f]), rel=1e-9)
     # the planted gangs show in the network features' IV, not in the income noise
     assert stab.set_index("feature").loc["pit_component_size", "iv_train"] > stab.set_index("feature").loc["amount", "iv_train"]
