@@ -329,8 +329,8 @@ def psi_by_column(current: DataFrame, baseline: DataFrame, columns: Sequence[str
     ``features.evaluation.psi_from_counts``.
 
     Needs ``columns`` in both frames. Returns ``{column: {"psi", "bins", "n_current",
-    "n_baseline"}}``. Two Spark jobs over the baseline, one over the current rows; the
-    driver gets bin counts only.
+    "n_baseline"}}``. One Spark job over the baseline (the bins), one over both samples
+    (the counts); the driver gets bin counts only.
     """
     require_columns(current, list(columns), "psi_by_column(current)")
     require_columns(baseline, list(columns), "psi_by_column(baseline)")
@@ -344,7 +344,7 @@ def psi_by_column(current: DataFrame, baseline: DataFrame, columns: Sequence[str
         F.size(F.filter(F.element_at(edge_map, F.col(_COLUMN)), lambda e: e <= value)))  # = np.digitize(x, edges)
     both = (_long(current, columns).withColumn(_SIDE, F.lit("current"))
             .unionByName(_long(baseline, columns).withColumn(_SIDE, F.lit("baseline"))))
-    rows = both.groupBy(_SIDE, _COLUMN, bin_expr.alias(_BIN)).count().collect()  # bounded: 2 x columns x (bins + 2)
+    rows = both.groupBy(_SIDE, _COLUMN, bin_expr.alias(_BIN)).count().collect()  # bounded: 2 sides x columns x (<= 2 * bins + 2) bins
     counts: dict[tuple[str, str], dict[int, int]] = {}
     for r in rows:
         counts.setdefault((r[_SIDE], r[_COLUMN]), {})[int(r[_BIN])] = int(r["count"])
