@@ -108,6 +108,8 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "gang_pairwise_precision": gang.get("gang_pairwise_precision"),
         "gang_pairwise_recall": gang.get("gang_pairwise_recall"),
         "gang_ari": gang.get("gang_ari"),
+        "gang_modularity": gang.get("gang_modularity"),
+        "components_cut": (gang.get("components_leiden") or 0) + (gang.get("components_lpa") or 0) if gang else None,
         "ks_baseline": ev.get("ks_baseline"),
         "ks_enriched": ev.get("ks_enriched"),
         "ks_uplift": ev.get("ks_uplift"),
@@ -134,6 +136,12 @@ def _fmt(v, pct: bool = False) -> str:
     return str(v)
 
 
+def _thresholds(rec: dict) -> str:
+    th = (rec["details"].get("detect_gangs") or {}).get("hub_thresholds") or {}
+    return " ".join(f"{t}>{v['threshold']}" + ("*" if v["bound"] == "robust" else "") for t, v in sorted(th.items())) + \
+        ("  (* robust fence below the cap)" if any(v["bound"] == "robust" for v in th.values()) else "")
+
+
 def print_summary(rec: dict, stream=sys.stdout) -> None:
     ing = rec["details"].get("ingest", {}) or {}
     lines = [
@@ -144,8 +152,11 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
         + (f"  ({', '.join(f'{k}: {v}' for k, v in sorted(ing.get('reasons', {}).items())[:6])})" if ing.get("reasons") else ""),
         f"  gangs         {_fmt(rec['gangs'])} gangs, {_fmt(rec['gang_members'])} member applications, "
         f"{_fmt(rec['super_nodes'])} super-nodes capped  [{rec.get('graph_backend')}]",
-        f"                vs planted truth: pairwise precision {_fmt(rec.get('gang_pairwise_precision'))}, "
-        f"recall {_fmt(rec.get('gang_pairwise_recall'))}, ARI {_fmt(rec.get('gang_ari'))}",
+        f"                {_fmt(rec.get('components_cut'))} components cut into communities, modularity {_fmt(rec.get('gang_modularity'))}; "
+        f"hub thresholds {_thresholds(rec)}",
+        (f"                vs planted truth: pairwise precision {_fmt(rec.get('gang_pairwise_precision'))}, "
+         f"recall {_fmt(rec.get('gang_pairwise_recall'))}, ARI {_fmt(rec.get('gang_ari'))}"
+         if rec.get("gang_ari") is not None else "                (no planted truth: no gang quality)"),
         f"                table: {rec['gang_table']}",
         f"  feature store version {_fmt(rec['feature_table_version'])}, {_fmt(rec['feature_rows_written'])} rows written, "
         f"{_fmt(rec['feature_rows'])} for the run date  [{rec.get('store_backend')}]",

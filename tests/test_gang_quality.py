@@ -7,7 +7,7 @@ import random
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from riskgraph.features.gang_quality import gang_pair_quality
+from riskgraph.features.gang_quality import SIZE_BUCKETS, gang_pair_quality, gang_quality_by_size
 
 
 def _labels(rnd, n, k, p_none):
@@ -35,3 +35,35 @@ def test_matches_sklearn_and_pair_counting(spark, seed):
         assert got["gang_pairwise_precision"] == pytest.approx(len(same_f & same_t) / len(same_f))
     if same_t:
         assert got["gang_pairwise_recall"] == pytest.approx(len(same_f & same_t) / len(same_t))
+
+
+def _bucket(size: int) -> str:
+    for lo, hi in SIZE_BUCKETS:
+        if size >= lo and (hi is None or size <= hi):
+            return f"{lo}-{hi}" if hi is not None else f"{lo}+"
+    return "1"
+
+
+@pytest.mark.parametrize("seed", range(4), ids=lambda s: f"seed{s}")
+def test_quality_by_size_bucket_matches_pair_counting(spark, seed):
+    rnd = random.Random(100 + seed)
+    n = rnd.randint(40, 120)
+    found, truth = _labels(rnd, n, rnd.randint(2, 8), 0.3), _labels(rnd, n, rnd.randint(2, 8), 0.3)
+    apps = spark.createDataFrame([(a,) for a in found], "application_id string")
+    f_df = spark.createDataFrame([(a, g) for a, g in found.items() if g], "application_id string, gang_id string")
+    t_df = spark.createDataFrame([(a, g) for a, g in truth.items() if g], "application_id string, gang_id string")
+    got = {r["size"]: r for r in gang_quality_by_size(apps, f_df, t_df)}
+
+    ids = sorted(found)
+    pairs = list(itertools.combinations(ids, 2))
+    size = lambda d, g: sum(1 for v in d.values() if v == g)  # noqa: E731
+    for label in {_bucket(size(truth, g)) for g in set(truth.values()) if g}:
+        t_pairs = [p for p in pairs if truth[p[0]] and truth[p[0]] == truth[p[1]] and _bucket(size(truth, truth[p[0]])) == label]
+        hit = [p for p in t_pairs if found[p[0]] and found[p[0]] == found[p[1]]]
+        assert got[label]["true_pairs"] == len(t_pairs)
+        assert got[label]["recall"] == (pytest.approx(len(hit) / len(t_pairs)) if t_pairs else None)
+    for label in {_bucket(size(found, g)) for g in set(found.values()) if g}:
+        f_pairs = [p for p in pairs if found[p[0]] and found[p[0]] == found[p[1]] and _bucket(size(found, found[p[0]])) == label]
+        hit = [p for p in f_pairs if truth[p[0]] and truth[p[0]] == truth[p[1]]]
+        assert got[label]["found_pairs"] == len(f_pairs)
+        assert got[label]["precision"] == (pytest.approx(len(hit) / len(f_pairs)) if f_pairs else None)
