@@ -249,6 +249,26 @@ def test_gangs_share_resources_and_apply_in_bursts(world):
     assert not set(honest.referrer_code[honest.referrer_code != ""]) & set(gang.referrer_code[gang.referrer_code != ""])
 
 
+def _gangs_sharing_a_phone(root: Path) -> int:
+    raw = read_raw(root, "applications")
+    truth = pd.read_parquet(root / "truth" / "gang_membership.parquet")
+    gang = raw.merge(truth[truth.gang_id.notna()], on="application_id")
+    per_phone = gang.groupby("phone").gang_id.nunique()
+    return int((per_phone >= 2).sum())
+
+
+def test_card_dealers_bridge_gangs_only_when_asked_and_leave_the_rest_of_the_world_alone(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    simulate_world(make_sim(n_applications=3000, gang_share=0.2, shared_dealer_share=0.0), str(a))
+    simulate_world(make_sim(n_applications=3000, gang_share=0.2, shared_dealer_share=0.5), str(b))
+    assert _gangs_sharing_a_phone(a) == 0
+    assert _gangs_sharing_a_phone(b) >= 5
+    ra, rb = read_raw(a, "applications"), read_raw(b, "applications")
+    changed = (ra.phone != rb.phone)
+    assert 0 < changed.sum() <= 0.05 * len(ra)  # a SIM or two per bridging gang; nothing else moves
+    assert (ra.drop(columns="phone") == rb.drop(columns="phone")).all().all()
+
+
 def test_honest_sharing_makes_hubs_and_households(world):
     apps = world.clean_apps()
     honest = apps[apps.gang_id.isna()]
