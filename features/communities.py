@@ -35,8 +35,9 @@ import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import StringType, StructField, StructType
 
+from riskgraph.features.components import cut_lineage
 from riskgraph.features.validation import require_columns
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,8 @@ def label_propagation(edges: DataFrame, *, max_iter: int, checkpoint_every: int 
     """
     require_columns(edges, ["src", "dst", "weight"], "label_propagation")
     both = edges.select("src", "dst", "weight").unionByName(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight"))
-    both = both.persist(StorageLevel.MEMORY_AND_DISK)
-    labels = both.select(F.col("src").alias("id")).distinct().withColumn("label", F.col("id")).persist(StorageLevel.MEMORY_AND_DISK)
+    both = cut_lineage(both)
+    labels = cut_lineage(both.select(F.col("src").alias("id")).distinct().withColumn("label", F.col("id")))
     best = Window.partitionBy("id").orderBy(F.desc("votes"), F.asc("label"))
     rounds = 0
     for rounds in range(1, max_iter + 1):
@@ -125,7 +126,7 @@ def label_propagation(edges: DataFrame, *, max_iter: int, checkpoint_every: int 
             .groupBy("id", "label").agg(F.sum("weight").alias("votes"))
         )
         new = votes.withColumn("_r", F.row_number().over(best)).filter(F.col("_r") == 1).select("id", "label")
-        new = new.localCheckpoint(eager=True) if rounds % checkpoint_every == 0 else new.persist(StorageLevel.MEMORY_AND_DISK)
+        new = cut_lineage(new) if rounds % checkpoint_every == 0 else new.persist(StorageLevel.MEMORY_AND_DISK)
         changed = new.join(labels.withColumnRenamed("label", "_old"), "id").filter(F.col("label") != F.col("_old")).count()
         labels.unpersist()
         labels = new
@@ -134,7 +135,6 @@ def label_propagation(edges: DataFrame, *, max_iter: int, checkpoint_every: int 
             break
     if stats is not None:
         stats.lpa_rounds = rounds
-    both.unpersist()
     # Name each community by its smallest member, like every other id in riskgraph.
     named = labels.withColumn("community", F.min("id").over(Window.partitionBy("label")))
     return named.select("id", "community")
@@ -157,15 +157,15 @@ def split_components(components: DataFrame, edges: DataFrame, *, min_component_s
         raise ValueError(f"communities.objective must be one of {OBJECTIVES}, got {objective!r}")
     stats = stats if stats is not None else CommunityStats()
     comp_of = components.select(F.col("id").alias("src"), "component")
-    e = edges.select("src", "dst", F.col("weight").cast("double")).join(comp_of, "src").persist(StorageLevel.MEMORY_AND_DISK)
+    e = cut_lineage(edges.select("src", "dst", F.col("weight").cast("double")).join(comp_of, "src"))
     sizes = components.groupBy("component").agg(F.count(F.lit(1)).alias("_n"))
     n_edges = e.groupBy("component").agg(F.count(F.lit(1)).alias("_m"))
     plan = (
         sizes.join(n_edges, "component", "left")
         .select("component", F.when(F.col("_n") < min_component_size, "component")
                 .when(F.coalesce("_m", F.lit(0)) <= leiden_max_edges, "leiden").otherwise("lpa").alias("method"))
-        .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    plan = cut_lineage(plan)
     # bounded: one row per method
     counts = {r["method"]: r["n"] for r in plan.groupBy("method").agg(F.count(F.lit(1)).alias("n")).collect()}
     stats.components_split_leiden = int(counts.get("leiden", 0))
@@ -184,9 +184,7 @@ def split_components(components: DataFrame, edges: DataFrame, *, min_component_s
     community = parts[0]
     for p in parts[1:]:
         community = community.unionByName(p)
-    out = components.join(community, "id").join(plan, "component").select("id", "component", "community", "method")
-    e.unpersist()
-    return out
+    return components.join(community, "id").join(plan, "component").select("id", "component", "community", "method")
 
 
 def partition_quality(edges: DataFrame, partition: DataFrame, *, resolution: float) -> dict:

@@ -52,6 +52,18 @@ def choose_graph_backend(spark: SparkSession, requested: str = "auto") -> str:
     return backend
 
 
+def cut_lineage(df: DataFrame, *, reliable: bool = False) -> DataFrame:
+    """Materialise ``df`` and replace its plan by a scan of the result.
+
+    ``persist()`` keeps the whole logical plan: every later join re-analyses (and, on a
+    write, prints) the full tree above it, and a DataFrame used twice appears twice. In an
+    iterative or many-join job the plan grows until planning dominates (or the driver runs
+    out of heap printing it). A local checkpoint (executor storage) is ~10x cheaper than a
+    reliable one (checkpoint dir); clusters that lose executors (dynamic allocation, spot)
+    should ask for ``reliable`` (graph.cc_reliable_checkpoint)."""
+    return df.checkpoint(eager=True) if reliable else df.localCheckpoint(eager=True)
+
+
 def _index_vertices(vertices: DataFrame) -> DataFrame:
     """Dense long ids 0..n-1 in ``id`` order: joins on longs are cheaper than on strings,
     and the smallest index is the smallest id, so component ids stay deterministic."""
@@ -94,13 +106,13 @@ def _fingerprint(e: DataFrame) -> tuple[int, int]:
 
 def _cc_dataframe(vertices: DataFrame, edges: DataFrame, *, max_iter: int, checkpoint_every: int, stats: CCStats,
                   reliable_checkpoint: bool = False) -> DataFrame:
-    idx = _index_vertices(vertices).persist(StorageLevel.MEMORY_AND_DISK)
+    idx = cut_lineage(_index_vertices(vertices), reliable=reliable_checkpoint)
     e = (
         edges.join(idx.withColumnRenamed("id", "src").withColumnRenamed("vid", "u"), "src")
         .join(idx.withColumnRenamed("id", "dst").withColumnRenamed("vid", "v"), "dst")
         .select("u", "v")
     )
-    e = _canonical(e).persist(StorageLevel.MEMORY_AND_DISK)
+    e = cut_lineage(_canonical(e), reliable=reliable_checkpoint)
     prev = _fingerprint(e)
     converged = prev[0] == 0
     for i in range(1, max_iter + 1):
@@ -108,11 +120,7 @@ def _cc_dataframe(vertices: DataFrame, edges: DataFrame, *, max_iter: int, check
             break
         nxt = _small_star(_large_star(e))
         if i % checkpoint_every == 0:
-            # Truncate the lineage, which otherwise grows by a few joins per round. A local
-            # checkpoint (executor storage) is ~10x cheaper than a reliable one (checkpoint
-            # dir); clusters that lose executors (dynamic allocation, spot) should set
-            # graph.cc_reliable_checkpoint.
-            nxt = nxt.checkpoint(eager=True) if reliable_checkpoint else nxt.localCheckpoint(eager=True)
+            nxt = cut_lineage(nxt, reliable=reliable_checkpoint)  # the lineage grows by a few joins per round
         else:
             nxt = nxt.persist(StorageLevel.MEMORY_AND_DISK)
         fp = _fingerprint(nxt)

@@ -9,7 +9,6 @@ type's cap, so no "this value will become a hub" knowledge from the future leaks
 from __future__ import annotations
 
 import bisect
-from typing import Iterator
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window

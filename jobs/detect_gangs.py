@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -14,7 +13,7 @@ from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.config import GraphSettings
 from riskgraph.features.communities import CommunityStats, partition_quality, split_components
-from riskgraph.features.components import CCStats, choose_graph_backend, connected_components
+from riskgraph.features.components import CCStats, choose_graph_backend, connected_components, cut_lineage
 from riskgraph.features.gang_quality import gang_pair_quality, gang_quality_by_size
 from riskgraph.features.gangs import add_pair_links, application_pairs, gang_links, gang_members, summarize_gangs
 from riskgraph.features.gps_bursts import gps_burst_edges
@@ -29,18 +28,19 @@ log = logging.getLogger("riskgraph.detect_gangs")
 
 
 def build_gang_graph(vertices: DataFrame, edges: DataFrame, apps: DataFrame, g: GraphSettings):
-    """(hub thresholds, super-nodes, non-hub links, weighted application pairs), persisted;
+    """(hub thresholds, super-nodes, non-hub links, weighted application pairs), materialised;
     shared with the benchmark's igraph yardstick so both solve the same graph."""
-    thresholds = hub_thresholds(vertices, max_degree=dict(g.max_degree), robust_k=g.super_nodes.robust_k,
-                                min_log_scale=g.super_nodes.min_log_scale, min_degree=g.super_nodes.min_degree).persist()
-    hubs = detect_super_nodes(vertices, thresholds).persist(StorageLevel.MEMORY_AND_DISK)
-    links = gang_links(edges, hubs, link_types=tuple(g.link_types)).persist(StorageLevel.MEMORY_AND_DISK)
+    cut = lambda df: cut_lineage(df, reliable=g.cc_reliable_checkpoint)  # noqa: E731 - small plans for every later join
+    thresholds = cut(hub_thresholds(vertices, max_degree=dict(g.max_degree), robust_k=g.super_nodes.robust_k,
+                                    min_log_scale=g.super_nodes.min_log_scale, min_degree=g.super_nodes.min_degree))
+    hubs = cut(detect_super_nodes(vertices, thresholds))
+    links = cut(gang_links(edges, hubs, link_types=tuple(g.link_types)))
     pairs = application_pairs(links, window_days=g.link_window_days)
     if g.gps_burst_links.enabled:
         b = g.gps_burst_links
         pairs = add_pair_links(pairs, gps_burst_edges(apps, radius_m=b.radius_m, window_h=b.window_hours, min_apps=b.min_apps),
                                weight=b.weight, link_type="gps_burst")
-    return thresholds, hubs, links, pairs.persist(StorageLevel.MEMORY_AND_DISK)
+    return thresholds, hubs, links, cut(pairs)
 
 
 def run(spark: SparkSession, ctx: JobContext) -> dict:
@@ -60,11 +60,12 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     comps = connected_components(linked, pairs, backend=backend, max_iter=g.cc_max_iter, checkpoint_every=g.cc_checkpoint_every,
                                  reliable_checkpoint=g.cc_reliable_checkpoint, stats=cc_stats)
     c = g.communities
-    partition = split_components(comps, pairs, min_component_size=c.min_component_size, objective=c.objective,
-                                 resolution=c.resolution, leiden_max_edges=c.leiden_max_edges, leiden_iterations=c.leiden_iterations,
-                                 lpa_max_iter=c.lpa_max_iter, checkpoint_every=g.cc_checkpoint_every, seed=c.seed,
-                                 stats=c_stats).persist(StorageLevel.MEMORY_AND_DISK)
-    members = gang_members(partition, apps, min_size=g.gang_min_size).persist(StorageLevel.MEMORY_AND_DISK)
+    cut = lambda df: cut_lineage(df, reliable=g.cc_reliable_checkpoint)  # noqa: E731
+    partition = cut(split_components(comps, pairs, min_component_size=c.min_component_size, objective=c.objective,
+                                     resolution=c.resolution, leiden_max_edges=c.leiden_max_edges,
+                                     leiden_iterations=c.leiden_iterations, lpa_max_iter=c.lpa_max_iter,
+                                     checkpoint_every=g.cc_checkpoint_every, seed=c.seed, stats=c_stats))
+    members = cut(gang_members(partition, apps, min_size=g.gang_min_size))
     as_of = dt.datetime.combine(ctx.run_date + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
     summary = summarize_gangs(members, links, pairs, apps, bad, as_of_ts=as_of)
 
@@ -83,8 +84,6 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     # bounded: one row per attribute type
     th = [r.asDict() for r in thresholds.orderBy("type").collect()]
     hubs_by_type = {r["type"]: r["n"] for r in hubs.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
-    for df in (thresholds, hubs, links, pairs, partition, members):
-        df.unpersist()
     log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %d rounds; %d components cut by Leiden, %d by LPA; "
              "modularity %.3f", ctx.run_date_str, gs.rows, m.rows, h.rows, hubs_by_type, backend, cc_stats.rounds,
              c_stats.components_split_leiden, c_stats.components_split_lpa, quality["modularity"])

@@ -42,7 +42,8 @@ print("run date:", RUN_DATE, "| tables under", cfg.paths.root)
 # %%
 gangs_today = gangs.filter(F.col("run_date") == RUN_DATE)
 top = gangs_today.orderBy(F.desc("n_bad_known"), F.desc("size"), "gang_id").limit(10).toPandas()  # 10 rows
-print(top[["gang_id", "size", "n_bad_known", "first_ts", "last_ts", "n_links"]].to_string(index=False))
+print(top[["gang_id", "size", "n_applicants", "n_bad_known", "bad_rate_known", "first_ts", "max_apps_24h", "density",
+           "link_types", "method"]].to_string(index=False))
 
 # %% [markdown]
 # ## One application: its gang and the evidence
@@ -57,11 +58,17 @@ if row is None:
     raise SystemExit(f"application {APPLICATION_ID} is in no gang as of {RUN_DATE}")
 GANG = row["gang_id"]
 g = gangs_today.filter(F.col("gang_id") == GANG).first()
-print(f"application {APPLICATION_ID} → gang {GANG}: {g['size']} applications, {g['n_bad_known']} known bad, "
-      f"{g['first_ts']} .. {g['last_ts']}")
+print(f"application {APPLICATION_ID} → gang {GANG}: {g['size']} applications by {g['n_applicants']} applicants, "
+      f"{g['n_bad_known']} known bad ({g['bad_rate_known']:.0%}), {g['first_ts']} .. {g['last_ts']} "
+      f"(up to {g['max_apps_24h']} in 24 h), link density {g['density']:.2f} over {g['n_link_types']} attribute types")
 print("linked through (value: members it links):")
 for ev in json.loads(g["evidence"]):
     print(f"  {ev['value']:60s} {ev['members']}")
+# Several gangs can share one connected component: a card dealer's SIM or one shared IP joins
+# them, and community detection cut them apart again. The neighbours are worth a look too.
+neighbours = gangs_today.filter((F.col("component_id") == g["component_id"]) & (F.col("gang_id") != GANG))
+print(f"component {g['component_id']} (cut by {g['method']}): other gangs in it:")
+print(neighbours.select("gang_id", "size", "n_bad_known", "link_types").toPandas().to_string(index=False))  # one component: bounded
 
 # %% [markdown]
 # ## Members, their outcomes so far, and the application's point-in-time features
