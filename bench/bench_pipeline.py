@@ -75,22 +75,27 @@ def igraph_yardstick(spark, cfg, run_date: str) -> dict:
     e = store.read(spark, T.EDGES.uri(cfg)).filter(F.col("run_date") == run_date)
     d = dt.date.fromisoformat(run_date)
     apps = bronze_as_of(spark, store, JobContext(cfg=cfg, run_date=d, from_date=d, run_id="bench"), T.BRONZE_APPLICATIONS)
-    edges = build_gang_graph(v, e, apps, cfg.graph)[3].select("src", "dst")
+    edges = build_gang_graph(v, e, apps, cfg.graph)[3].select("src", "dst", "weight")
     # The benchmark's own export: the yardstick needs the whole edge list on one machine.
     pdf = edges.toPandas()
     app_ids = v.filter(F.col("type") == "application").select("id").toPandas()["id"]
     t0 = time.perf_counter()
     index = {a: i for i, a in enumerate(app_ids)}
     g = ig.Graph(n=len(index), edges=list(zip(pdf["src"].map(index), pdf["dst"].map(index))))
+    g.es["weight"] = pdf["weight"].tolist()
     t_build = time.perf_counter() - t0
     t1 = time.perf_counter()
     comps = g.connected_components()
     t_cc = time.perf_counter() - t1
-    return {"igraph_build_s": round(t_build, 2), "igraph_cc_s": round(t_cc, 2), "igraph_components": len(comps),
-            "app_vertices": len(index), "app_edges": len(pdf)}
+    c = cfg.graph.communities
+    t2 = time.perf_counter()
+    g.community_leiden(objective_function=c.objective, weights="weight", resolution=c.resolution, n_iterations=c.leiden_iterations)
+    t_leiden = time.perf_counter() - t2
+    return {"igraph_build_s": round(t_build, 2), "igraph_cc_s": round(t_cc, 2), "igraph_leiden_s": round(t_leiden, 2),
+            "igraph_components": len(comps), "app_vertices": len(index), "app_edges": len(pdf)}
 
 
-def run_size(n: int, keep: bool) -> dict:
+def run_size(n: int, keep: bool, extra: dict[str, str] | None = None) -> dict:
     from riskgraph.cli import run_pipeline
     from riskgraph.config import load_config
     from riskgraph.session import get_spark
@@ -99,7 +104,7 @@ def run_size(n: int, keep: bool) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"riskgraph-bench-{n}-"))
     overrides = {"simulation.n_applications": str(n), "paths.root": str(work / "data"),
                  "paths.checkpoint_dir": str(work / "ckpt"), "mlflow.tracking_uri": f"sqlite:///{work}/mlflow.db",
-                 "mlflow.artifact_root": str(work / "mlflow")}
+                 "mlflow.artifact_root": str(work / "mlflow"), **(extra or {})}
     cfg = load_config("local", overrides=overrides)
     with PeakRSS() as mem:
         t0 = time.perf_counter()
@@ -114,7 +119,9 @@ def run_size(n: int, keep: bool) -> dict:
            "cc_rounds": rec["details"]["detect_gangs"]["cc_rounds"], "edges": rec["details"]["build_graph"]["edges"],
            "gangs": rec["gangs"], "precision": rec["gang_pairwise_precision"], "recall": rec["gang_pairwise_recall"],
            "ari": rec["gang_ari"], "ks_uplift": rec["ks_uplift"], **yard,
-           "gang_stage_vs_igraph": round(gang_s / max(yard["igraph_build_s"] + yard["igraph_cc_s"], 1e-3), 1)}
+           "gang_stage_vs_igraph": round(gang_s / max(yard["igraph_build_s"] + yard["igraph_cc_s"], 1e-3), 1),
+           "gang_stage_vs_igraph_leiden": round(gang_s / max(yard["igraph_build_s"] + yard["igraph_cc_s"] + yard["igraph_leiden_s"], 1e-3), 1),
+           "modularity": rec["details"]["detect_gangs"]["gang_modularity"], "quality_by_size": rec["details"]["detect_gangs"]["gang_quality_by_size"]}
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -123,8 +130,9 @@ def run_size(n: int, keep: bool) -> dict:
 COLUMNS = [("applications", "apps"), ("simulate", "simulate s"), ("ingest", "ingest s"), ("build_graph", "graph s"),
            ("detect_gangs", "gangs s"), ("assemble_features", "features s"), ("write_feature_store", "write s"),
            ("evaluate", "evaluate s"), ("total_s", "total s"), ("peak_rss_gb", "peak RSS GB"), ("edges", "edges"),
-           ("cc_rounds", "CC rounds"), ("igraph_build_s", "igraph build s"), ("igraph_cc_s", "igraph CC s"),
-           ("gang_stage_vs_igraph", "gangs / igraph"), ("precision", "gang P"), ("recall", "gang R"), ("ari", "ARI"),
+           ("app_edges", "gang graph edges"), ("cc_rounds", "CC rounds"), ("igraph_build_s", "igraph build s"),
+           ("igraph_cc_s", "igraph CC s"), ("igraph_leiden_s", "igraph Leiden s"), ("gang_stage_vs_igraph", "gangs / igraph CC"),
+           ("gang_stage_vs_igraph_leiden", "gangs / igraph CC+Leiden"), ("modularity", "modularity"), ("precision", "gang P"), ("recall", "gang R"), ("ari", "ARI"),
            ("ks_uplift", "KS uplift")]
 
 
@@ -140,11 +148,24 @@ def markdown(rows: list[dict]) -> str:
     return head + "\n".join("| " + " | ".join(cell(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows) + "\n"
 
 
+def markdown_by_size(rows: list[dict]) -> str:
+    """Gang quality per size bucket: recall by planted-gang size, precision by found-gang size."""
+    out = "Gang quality by size (pairwise; recall by planted-gang size, precision by found-gang size):\n\n"
+    out += "| apps | size | planted gangs | recall | found gangs | precision |\n|---|---|---|---|---|---|\n"
+    for r in rows:
+        for b in r.get("quality_by_size") or []:
+            f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            out += f"| {r['applications']:,} | {b['size']} | {b['true_gangs']:,} | {f(b['recall'])} | {b['found_gangs']:,} | {f(b['precision'])} |\n"
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     p.add_argument("--out", default=None, help="append the table to this Markdown file")
     p.add_argument("--keep", action="store_true", help="keep the worlds' data folders")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every world, e.g. --set simulation.hub_noise=3 (a heavy-hub world)")
     args = p.parse_args()
     from riskgraph.runtime import setup_logging
 
@@ -153,9 +174,9 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         print(f"== {n:,} applications", file=sys.stderr)
-        rows.append(run_size(n, args.keep))
+        rows.append(run_size(n, args.keep, dict(o.split("=", 1) for o in args.overrides)))
         print(json.dumps(rows[-1]), file=sys.stderr)
-    table = markdown(rows)
+    table = markdown(rows) + "\n" + markdown_by_size(rows)
     print(table)
     if args.out:
         cmd = "python bench/bench_pipeline.py " + " ".join(sys.argv[1:])

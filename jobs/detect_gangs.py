@@ -66,6 +66,8 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
                                      leiden_iterations=c.leiden_iterations, lpa_max_iter=c.lpa_max_iter,
                                      checkpoint_every=g.cc_checkpoint_every, seed=c.seed, stats=c_stats))
     members = cut(gang_members(partition, apps, min_size=g.gang_min_size))
+    # a scalar: components that came out as more than one community
+    split = partition.groupBy("component").agg(F.countDistinct("community").alias("k")).filter(F.col("k") > 1).count()
     as_of = dt.datetime.combine(ctx.run_date + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
     summary = summarize_gangs(members, links, pairs, apps, bad, as_of_ts=as_of)
 
@@ -91,7 +93,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
             "hub_thresholds": {r["type"]: {"threshold": r["threshold"], "bound": r["bound"], "cap": r["cap"],
                                            "fence": round(r["fence"], 1), "median_degree": r["median_degree"]} for r in th},
             "graph_backend": backend, "cc_rounds": cc_stats.rounds, "components_leiden": c_stats.components_split_leiden,
-            "components_lpa": c_stats.components_split_lpa, "lpa_rounds": c_stats.lpa_rounds,
+            "components_lpa": c_stats.components_split_lpa, "components_cut": split, "lpa_rounds": c_stats.lpa_rounds,
             "gang_modularity": quality.pop("modularity"), "gang_cpm_quality": quality.pop("cpm_quality"),
             "gang_table": T.GANGS.uri(cfg), "gang_quality_by_size": by_size, **quality}
 

@@ -109,7 +109,7 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "gang_pairwise_recall": gang.get("gang_pairwise_recall"),
         "gang_ari": gang.get("gang_ari"),
         "gang_modularity": gang.get("gang_modularity"),
-        "components_cut": (gang.get("components_leiden") or 0) + (gang.get("components_lpa") or 0) if gang else None,
+        "components_cut": gang.get("components_cut"),
         "ks_baseline": ev.get("ks_baseline"),
         "ks_enriched": ev.get("ks_enriched"),
         "ks_uplift": ev.get("ks_uplift"),

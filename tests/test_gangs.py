@@ -137,3 +137,15 @@ def test_hub_thresholds_are_robust_fences_bounded_by_cap_and_floor(spark):
     assert (th["device"]["threshold"], th["device"]["bound"], th["device"]["n_shared"]) == (25, "cap", 0)
     hubs = detect_super_nodes(vertices, hub_thresholds(vertices, max_degree=caps, robust_k=3.0, min_log_scale=0.5, min_degree=10))
     assert {r["id"] for r in hubs.collect()} == {"ip:nat1", "ip:nat2", "phone:dealer"} - ({"ip:nat2"} if 35 <= th["ip"]["threshold"] else set())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_median_equals_numpy_median_of_the_repeats(seed):
+    import numpy as np
+
+    from riskgraph.features.graph import _weighted_median
+
+    rng = np.random.default_rng(seed)
+    values = rng.choice(np.log(np.arange(2, 40)), size=rng.integers(1, 12), replace=False)
+    counts = rng.integers(1, 30, len(values))
+    assert _weighted_median(values, counts) == pytest.approx(np.median(np.repeat(values, counts)))
