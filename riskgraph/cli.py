@@ -118,6 +118,10 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "auc_baseline": ev.get("auc_baseline"),
         "auc_enriched": ev.get("auc_enriched"),
         "mlflow_run_id": ev.get("mlflow_run_id"),
+        "registered_model": ev.get("registered_model"),
+        "registered_model_version": ev.get("registered_model_version"),
+        "quality_status": wfs.get("quality_status"),
+        "quality_report": wfs.get("quality_report"),
         "store_backend": wfs.get("store_backend"),
         "graph_backend": gang.get("graph_backend"),
         "step_seconds": seconds,
@@ -161,12 +165,14 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
         f"  feature store version {_fmt(rec['feature_table_version'])}, {_fmt(rec['feature_rows_written'])} rows written, "
         f"{_fmt(rec['feature_rows'])} for the run date  [{rec.get('store_backend')}]",
         f"                table: {rec['feature_table']}",
+        f"                quality gates {rec.get('quality_status') or '-'}: {rec.get('quality_report') or '-'}",
         f"  credit model  KS baseline {_fmt(rec['ks_baseline'])}  enriched {_fmt(rec['ks_enriched'])}  "
         f"uplift {_fmt(rec['ks_uplift'], pct=True)}   (AUC {_fmt(rec['auc_baseline'])} → {_fmt(rec['auc_enriched'])})",
         (f"                oracle (planted gang membership) uplift {_fmt(rec.get('ks_uplift_oracle'), pct=True)}: "
          f"ours captures {100 * rec['ks_uplift_share_of_oracle']:.0f}%" if rec.get("ks_uplift_share_of_oracle") is not None else
          "                (no planted truth: no oracle comparison)"),
-        f"                MLflow run {rec['mlflow_run_id']}",
+        f"                MLflow run {rec['mlflow_run_id']}; registered {rec.get('registered_model') or '-'} "
+        f"version {_fmt(rec.get('registered_model_version'))}",
         "  seconds       " + ", ".join(f"{k} {v}" for k, v in rec["step_seconds"].items()) + f"  (total {rec['total_seconds']})",
         f"  run record    {rec.get('run_record')}",
         "-" * 78,
@@ -199,7 +205,7 @@ def _features_cmd(args: argparse.Namespace) -> int:
         return 2
     s = match[0]
     print(json.dumps({"name": s.name, "type": s.dtype.simpleString(), "description": s.description, "entity": s.entity,
-                      "source_job": s.source_job, "as_of": s.as_of}, indent=2))
+                      "source_job": s.source_job, "as_of": s.as_of, "valid_range": s.valid_range()}, indent=2))
     return 0
 
 

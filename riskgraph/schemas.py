@@ -213,6 +213,15 @@ class FeatureSpec:
     min_value: float | None = None
     max_value: float | None = None
 
+    def valid_range(self) -> str:
+        """The range the write-time quality gate enforces, e.g. '>= 0', '1..7', '' for none."""
+        fmt = lambda v: f"{v:g}"  # noqa: E731
+        if self.min_value is not None and self.max_value is not None:
+            return f"{fmt(self.min_value)}..{fmt(self.max_value)}"
+        if self.min_value is not None:
+            return f">= {fmt(self.min_value)}"
+        return f"<= {fmt(self.max_value)}" if self.max_value is not None else ""
+
 
 def gps_burst_column(radius_m: float, hours: float) -> str:
     return f"prior_apps_within_{int(radius_m)}m_{int(hours)}h"
@@ -270,12 +279,21 @@ def render_catalog_markdown(cfg) -> str:
         "- point in time: every feature uses only facts known strictly before `as_of_ts`; labels count from the time",
         "  they became known, links from the time they appeared",
         "",
-        "| column | type | entity | source job | as of | description |",
-        "|---|---|---|---|---|---|",
+        "| column | type | entity | source job | as of | valid range (quality gate) | description |",
+        "|---|---|---|---|---|---|---|",
     ]
     for sp in feature_specs(cfg):
-        lines.append(f"| `{sp.name}` | {sp.dtype.simpleString()} | {sp.entity} | {sp.source_job} | {sp.as_of} | {sp.description} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| `{sp.name}` | {sp.dtype.simpleString()} | {sp.entity} | {sp.source_job} | {sp.as_of} | {sp.valid_range()} | {sp.description} |")
+    from riskgraph import tables as T
+
+    lines += ["", "# Gang tables (detect_gangs): an investigator's view as of the run date", "",
+              "Not point in time per application: each run date's partition describes the gangs as known at the end",
+              "of that date (the feature table's `pit_component_*` columns are the point-in-time view).", ""]
+    for table, columns in ((T.GANGS, GANGS), (T.GANG_MEMBERS, GANG_MEMBERS), (T.SUPER_NODES, SUPER_NODES)):
+        lines += [f"## `<paths.root>/{'/'.join(table.parts)}`: {table.description}", "", "| column | type | description |", "|---|---|---|"]
+        lines += [f"| `{c.name}` | {c.dtype.simpleString()} | {c.description} |" for c in columns]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def feature_schema(cfg) -> StructType:

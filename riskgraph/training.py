@@ -135,6 +135,16 @@ def resolve_version(spark: SparkSession, store: TableStore, uri: str, *, version
         from deltalake import DeltaTable
 
         dt = DeltaTable(uri)
+        # delta-rs silently answers version 0 for a time before the table existed (delta-spark
+        # raises): refuse it, so a training set is never pinned to data that did not exist yet.
+        first_ms = min(h["timestamp"] for h in dt.history())  # one entry per commit
+        import datetime as _dt
+
+        asked = _dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+        asked = asked.replace(tzinfo=_dt.timezone.utc) if asked.tzinfo is None else asked
+        if asked.timestamp() * 1000 < first_ms:
+            raise StoreError(f"{uri} has no version at or before {timestamp}: its first commit is at "
+                             f"{_dt.datetime.fromtimestamp(first_ms / 1000, tz=_dt.timezone.utc).isoformat()}")
         dt.load_as_version(timestamp)
         return dt.version()
     # delta-spark: the newest commit at or before the timestamp (history is one row per

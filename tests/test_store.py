@@ -182,3 +182,6 @@ def test_time_travel_by_timestamp_reads_the_version_current_at_that_time(spark, 
     assertDataFrameEqual(st.read(spark, uri, timestamp=_iso_ms(latest[2] + 60_000)), st.read(spark, uri))
     assert st.read(spark, uri, version=1).count() == 3 and st.read(spark, uri).count() == 5
     assert [resolve_version(spark, st, uri, timestamp=ts) for ts in (between_0_1, between_1_2)] == [0, 1]
+    # before the first commit there is no table to read: delta-rs would answer version 0
+    with pytest.raises(StoreError, match="no version at or before"):
+        resolve_version(spark, st, uri, timestamp=_iso_ms(earliest[0] - 60_000))
