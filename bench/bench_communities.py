@@ -13,9 +13,7 @@ and wall time.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -113,12 +111,9 @@ def main() -> None:
     table = markdown(rows)
     print(table)
     if args.out:
-        import psutil
+        from _report import append_markdown
 
-        cmd = "python bench/bench_communities.py " + " ".join(sys.argv[1:])
-        with open(args.out, "a") as f:
-            f.write(f"\n### {dt.date.today().isoformat()} — `{cmd}`\n\n{platform.node()}: {psutil.cpu_count()} cores, "
-                    f"{psutil.virtual_memory().total / 2**30:.0f} GB, Spark local[2]\n\n{table}")
+        append_markdown(args.out, "bench_communities.py", table)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -179,10 +178,9 @@ def main() -> None:
     table = markdown(rows) + "\n" + markdown_by_size(rows)
     print(table)
     if args.out:
-        cmd = "python bench/bench_pipeline.py " + " ".join(sys.argv[1:])
-        with open(args.out, "a") as f:
-            f.write(f"\n### {dt.date.today().isoformat()} — `{cmd}`\n\n{platform.node()}: {psutil.cpu_count()} cores, "
-                    f"{psutil.virtual_memory().total / 2**30:.0f} GB, Spark local[2]\n\n{table}")
+        from _report import append_markdown
+
+        append_markdown(args.out, "bench_pipeline.py", table)
 
 
 if __name__ == "__main__":

@@ -17,20 +17,24 @@ def _pairs(c):
     return c * (c - 1) / 2
 
 
+def _labelled(apps: DataFrame, found: DataFrame, truth: DataFrame, what: str) -> DataFrame:
+    """application_id, f (found gang or null), t (true gang or null) for the population."""
+    require_columns(found, ["application_id", "gang_id"], f"{what}(found)")
+    require_columns(truth, ["application_id", "gang_id"], f"{what}(truth)")
+    return (
+        apps.select("application_id").distinct()
+        .join(found.select("application_id", F.col("gang_id").alias("f")), "application_id", "left")
+        .join(truth.select("application_id", F.col("gang_id").alias("t")), "application_id", "left")
+    )
+
+
 def gang_pair_quality(apps: DataFrame, found: DataFrame, truth: DataFrame) -> dict:
     """Needs apps(application_id) — the population —, found(application_id, gang_id) and
     truth(application_id, gang_id, null for no gang). Returns pairwise precision, recall,
     F1 and ARI, plus pair counts."""
-    require_columns(found, ["application_id", "gang_id"], "gang_pair_quality(found)")
-    require_columns(truth, ["application_id", "gang_id"], "gang_pair_quality(truth)")
-    df = (
-        apps.select("application_id").distinct()
-        .join(found.select("application_id", F.col("gang_id").alias("f")), "application_id", "left")
-        .join(truth.select("application_id", F.col("gang_id").alias("t")), "application_id", "left")
-        # an application in no gang is a cluster of its own
-        .select(F.coalesce("f", F.concat(F.lit("solo:"), "application_id")).alias("f"),
-                F.coalesce("t", F.concat(F.lit("solo:"), "application_id")).alias("t"))
-    )
+    df = _labelled(apps, found, truth, "gang_pair_quality").select(  # an application in no gang is a cluster of its own
+        F.coalesce("f", F.concat(F.lit("solo:"), "application_id")).alias("f"),
+        F.coalesce("t", F.concat(F.lit("solo:"), "application_id")).alias("t"))
     cell = df.groupBy("f", "t").agg(F.count(F.lit(1)).cast("double").alias("n"))
     both = cell.agg(F.sum(_pairs(F.col("n"))).alias("s")).first()["s"] or 0.0
     rows = df.groupBy("f").agg(F.count(F.lit(1)).cast("double").alias("n")).agg(F.sum(_pairs(F.col("n"))).alias("s")).first()["s"] or 0.0
@@ -63,13 +67,7 @@ def gang_quality_by_size(apps: DataFrame, found: DataFrame, truth: DataFrame) ->
     """Pairwise recall per planted-gang size bucket and pairwise precision per found-gang
     size bucket (``SIZE_BUCKETS``): where the misses and the false links are. Same inputs as
     :func:`gang_pair_quality`. Returns one dict per bucket (a handful of rows)."""
-    require_columns(found, ["application_id", "gang_id"], "gang_quality_by_size(found)")
-    require_columns(truth, ["application_id", "gang_id"], "gang_quality_by_size(truth)")
-    df = (
-        apps.select("application_id").distinct()
-        .join(found.select("application_id", F.col("gang_id").alias("f")), "application_id", "left")
-        .join(truth.select("application_id", F.col("gang_id").alias("t")), "application_id", "left")
-    )
+    df = _labelled(apps, found, truth, "gang_quality_by_size")
     cell = df.filter(F.col("f").isNotNull() & F.col("t").isNotNull()).groupBy("f", "t").agg(F.count(F.lit(1)).cast("double").alias("n"))
     f_size = df.filter(F.col("f").isNotNull()).groupBy("f").agg(F.count(F.lit(1)).cast("double").alias("nf"))
     t_size = df.filter(F.col("t").isNotNull()).groupBy("t").agg(F.count(F.lit(1)).cast("double").alias("nt"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -25,6 +26,20 @@ from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
 
 log = logging.getLogger("riskgraph.detect_gangs")
+
+
+class _Clock:
+    """Wall seconds per part of the step (each part ends with a materialisation), for the
+    run record and the benchmark."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._t, 2)
+        self._t = now
 
 
 def build_gang_graph(vertices: DataFrame, edges: DataFrame, apps: DataFrame, g: GraphSettings):
@@ -52,19 +67,23 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     apps = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICATIONS)
     bad = bad_known_events(bronze_as_of(spark, store, ctx, T.BRONZE_OUTCOMES))
 
+    clock = _Clock()
     thresholds, hubs, links, pairs = build_gang_graph(vertices, edges, apps, g)
+    clock.lap("graph")
     # Only linked applications can be in a gang: the others are their own component and need
     # no rounds (on the default world ~90% of applications).
     linked = pairs.select(F.col("src").alias("id")).unionByName(pairs.select(F.col("dst").alias("id"))).distinct()
     cc_stats, c_stats = CCStats(backend), CommunityStats()
-    comps = connected_components(linked, pairs, backend=backend, max_iter=g.cc_max_iter, checkpoint_every=g.cc_checkpoint_every,
-                                 reliable_checkpoint=g.cc_reliable_checkpoint, stats=cc_stats)
-    c = g.communities
     cut = lambda df: cut_lineage(df, reliable=g.cc_reliable_checkpoint)  # noqa: E731
+    comps = cut(connected_components(linked, pairs, backend=backend, max_iter=g.cc_max_iter, checkpoint_every=g.cc_checkpoint_every,
+                                     reliable_checkpoint=g.cc_reliable_checkpoint, stats=cc_stats))
+    clock.lap("components")
+    c = g.communities
     partition = cut(split_components(comps, pairs, min_component_size=c.min_component_size, objective=c.objective,
                                      resolution=c.resolution, leiden_max_edges=c.leiden_max_edges,
                                      leiden_iterations=c.leiden_iterations, lpa_max_iter=c.lpa_max_iter,
                                      checkpoint_every=g.cc_checkpoint_every, seed=c.seed, stats=c_stats))
+    clock.lap("communities")
     members = cut(gang_members(partition, apps, min_size=g.gang_min_size))
     # a scalar: components that came out as more than one community
     split = partition.groupBy("component").agg(F.countDistinct("community").alias("k")).filter(F.col("k") > 1).count()
@@ -75,6 +94,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     m = store.write(with_run_date(members, ctx, S.GANG_MEMBERS), T.GANG_MEMBERS.uri(cfg), description=T.GANG_MEMBERS.description, **w)
     gs = store.write(with_run_date(summary, ctx, S.GANGS), T.GANGS.uri(cfg), description=T.GANGS.description, **w)
     h = store.write(with_run_date(hubs, ctx, S.SUPER_NODES), T.SUPER_NODES.uri(cfg), description=T.SUPER_NODES.description, **w)
+    clock.lap("summary_and_writes")
     quality = partition_quality(pairs, partition.select("id", "community"), resolution=c.resolution)
     truth_path = f"{T.truth_dir(cfg)}/gang_membership.parquet"
     by_size = []
@@ -83,19 +103,20 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
         quality.update(gang_pair_quality(apps, members, truth))
         by_size = gang_quality_by_size(apps, members, truth)
         log.info("gang quality vs planted truth: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()})
+    clock.lap("quality")
     # bounded: one row per attribute type
     th = [r.asDict() for r in thresholds.orderBy("type").collect()]
     hubs_by_type = {r["type"]: r["n"] for r in hubs.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
-    log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %d rounds; %d components cut by Leiden, %d by LPA; "
-             "modularity %.3f", ctx.run_date_str, gs.rows, m.rows, h.rows, hubs_by_type, backend, cc_stats.rounds,
-             c_stats.components_split_leiden, c_stats.components_split_lpa, quality["modularity"])
+    log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %d rounds; %d components to Leiden, %d to LPA, "
+             "%d of them cut; modularity %.3f; seconds %s", ctx.run_date_str, gs.rows, m.rows, h.rows, hubs_by_type, backend,
+             cc_stats.rounds, c_stats.components_split_leiden, c_stats.components_split_lpa, split, quality["modularity"], clock.seconds)
     return {"gangs": gs.rows, "gang_members": m.rows, "super_nodes": h.rows, "super_nodes_by_type": hubs_by_type,
             "hub_thresholds": {r["type"]: {"threshold": r["threshold"], "bound": r["bound"], "cap": r["cap"],
                                            "fence": round(r["fence"], 1), "median_degree": r["median_degree"]} for r in th},
             "graph_backend": backend, "cc_rounds": cc_stats.rounds, "components_leiden": c_stats.components_split_leiden,
             "components_lpa": c_stats.components_split_lpa, "components_cut": split, "lpa_rounds": c_stats.lpa_rounds,
             "gang_modularity": quality.pop("modularity"), "gang_cpm_quality": quality.pop("cpm_quality"),
-            "gang_table": T.GANGS.uri(cfg), "gang_quality_by_size": by_size, **quality}
+            "gang_table": T.GANGS.uri(cfg), "gang_quality_by_size": by_size, "stage_seconds": clock.seconds, **quality}
 
 
 if __name__ == "__main__":
