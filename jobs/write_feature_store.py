@@ -32,11 +32,6 @@ class QualityGateError(FeatureStoreError):
     """Staged features broke a quality gate; nothing was committed."""
 
 
-def quality_dir(cfg) -> str:
-    """Quality-gate reports, one pair of files (.md, .json) per run id, beside runs/."""
-    return cfg.paths.table("quality")
-
-
 def _keep(spark: SparkSession, path: str, text: str) -> None:
     """Write a small text file on local disk or, for a URI, through Hadoop's FileSystem."""
     if "://" not in path or path.startswith("file://"):
@@ -65,7 +60,7 @@ def check_quality(spark: SparkSession, ctx: JobContext, staged, store) -> dict:
     report = Q.run_quality_gates(staged, previous, owned_dates=ctx.dates(), specs=S.feature_specs(cfg),
                                  settings=cfg.quality, date_col=S.RUN_DATE)
     report.context.update({"run_id": ctx.run_id, "table": uri, "previous_version": prev_version})
-    base = f"{quality_dir(cfg)}/{ctx.run_id}"
+    base = f"{T.quality_dir(cfg)}/{ctx.run_id}"
     header = f"# Feature-store quality gate, run {ctx.run_id}\n\n"
     _keep(spark, base + ".md", header + report.to_markdown())
     _keep(spark, base + ".json", report.to_json())

@@ -47,3 +47,8 @@ def truth_dir(cfg) -> str:
 
 def runs_dir(cfg) -> str:
     return cfg.paths.table("runs")
+
+
+def quality_dir(cfg) -> str:
+    """Quality-gate reports of the feature-store writes, one .md + .json per run id."""
+    return cfg.paths.table("quality")

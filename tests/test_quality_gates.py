@@ -337,7 +337,7 @@ def test_write_job_keeps_the_report_and_commits_nothing_on_a_breach(spark, cfg_f
     assert "1 check(s) broke their threshold: range pit_component_size = 5 ([1, inf]; observed 0..4; 5 below, 0 above)" in msg
     assert "stays at version 0" in msg and "--set quality.fail_on_breach=false" in msg
     assert DeltaRsStore().version(T.FEATURES.uri(cfg)) == 0
-    report = f"{W.quality_dir(cfg)}/r2.md"
+    report = f"{T.quality_dir(cfg)}/r2.md"
     text = open(report).read()
     assert msg.endswith("`make clean` first).") and f"Report: {report}" in msg
     assert "quality gate: **FAIL**" in text and "| range | pit_component_size | 5 | [1, inf] | fail | observed 0..4; 5 below, 0 above |" in text
