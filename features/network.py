@@ -94,7 +94,7 @@ def _sweep_schema(burst_hours: int) -> StructType:
     ])
 
 
-def sweep_components(events: pd.DataFrame, burst_hours: int) -> pd.DataFrame:
+def sweep_components(events: pd.DataFrame, burst_hours: int, window_days: float | None = None) -> pd.DataFrame:
     """Replay one bucket of events in time order with a union-find over attribute values.
 
     ``events`` columns: application_id, t (µs), value (None for a bad-known event), kind
@@ -102,8 +102,16 @@ def sweep_components(events: pd.DataFrame, burst_hours: int) -> pd.DataFrame:
     For each application, before it joins, read the components of its values as they were
     from events strictly before its time. Written by hand because no library offers an
     incremental, time-ordered connectivity sweep; it runs per bucket inside applyInPandas.
+
+    With ``window_days`` the links are the gangs' (``graph.link_window_days``): a value links
+    an application to the value's previous use only if that use came at most ``window_days``
+    earlier; after a longer gap the value starts afresh (a new node), as a household's home IP
+    used again months later does not join the old component.
     """
     burst_us = burst_hours * 3_600 * 1_000_000
+    window_us = None if window_days is None else int(window_days * 86_400 * 1_000_000)
+    node: dict[str, str] = {}  # value -> its current union-find node (a new one after a gap > window)
+    last: dict[str, int] = {}  # value -> time of its last use
     parent: dict[str, str] = {}
     size: dict[str, int] = {}
     bad: dict[str, int] = {}
@@ -152,10 +160,13 @@ def sweep_components(events: pd.DataFrame, burst_hours: int) -> pd.DataFrame:
                 arrivals.setdefault(app_arr[k], []).append(val_arr[k])
             else:
                 bads.append(app_arr[k])
+        def live(v: str) -> bool:  # the value's last use still links at time t
+            return v in node and (window_us is None or t - last[v] <= window_us)
+
         # 1. read: everything strictly before t
         for app, values in arrivals.items():
-            seen = [v for v in values if v in parent]
-            roots = {find(v) for v in seen}
+            seen = [node[v] for v in values if live(v)]
+            roots = {find(x) for x in seen}
             first_t = min((first[r] for r in roots), default=t)
             out_rows.append((
                 app, len(seen), 1 + sum(size[r] for r in roots), sum(bad[r] for r in roots),
@@ -164,17 +175,22 @@ def sweep_components(events: pd.DataFrame, burst_hours: int) -> pd.DataFrame:
             ))
         # 2. write: the applications at t join, and bad outcomes known at t count
         for app, values in arrivals.items():
+            keys = []
             for v in values:
-                if v not in parent:
-                    parent[v], size[v], bad[v], first[v], times[v] = v, 0, 0, t, []
-            root = values[0]
-            for v in values[1:]:
-                root = union(root, v)
+                if not live(v):
+                    k = v if v not in node else f"{v}\x1f{t}"  # a fresh node for the value's new epoch
+                    node[v] = k
+                    parent[k], size[k], bad[k], first[k], times[k] = k, 0, 0, t, []
+                last[v] = t
+                keys.append(node[v])
+            root = keys[0]
+            for k in keys[1:]:
+                root = union(root, k)
             root = find(root)
             size[root] += 1
             first[root] = min(first[root], t)
             bisect.insort(times[root], t)
-            app_value[app] = values[0]
+            app_value[app] = keys[0]
         for app in bads:
             if app in app_value:
                 bad[find(app_value[app])] += 1
@@ -184,14 +200,17 @@ def sweep_components(events: pd.DataFrame, burst_hours: int) -> pd.DataFrame:
 
 
 def compute_pit_components(link_counts: DataFrame, bad_events: DataFrame, *, attribute_types: tuple[str, ...],
-                           max_degree: dict[str, int], burst_hours: int, buckets: int, cc_backend: str = "dataframe",
+                           max_degree: dict[str, int], burst_hours: int, buckets: int, window_days: float | None = None,
+                           cc_backend: str = "dataframe",
                            cc_max_iter: int = 100, cc_checkpoint_every: int = 2,
                            cc_reliable_checkpoint: bool = False) -> DataFrame:
     """Point-in-time component features for applications that share a linkable value with
     another application (others are singletons: size 1, the rest 0).
 
-    A link is linkable when its value's prior degree is below the type's cap. Components of
-    the linkable graph (up to the run date) bound where the sweep must look, so whole
+    A link is linkable when its value's prior degree is below the type's cap; with
+    ``window_days`` it links only to uses of the value at most that long before (see
+    :func:`sweep_components`). Components of the linkable graph (up to the run date, without
+    the window: a superset) bound where the sweep must look, so whole
     components are hashed into ``buckets`` and each bucket is replayed by
     ``sweep_components`` on a worker.
 
@@ -211,7 +230,7 @@ def compute_pit_components(link_counts: DataFrame, bad_events: DataFrame, *, att
     burst_col = f"pit_component_apps_{burst_hours}h"
 
     def _apply(pdf: pd.DataFrame) -> pd.DataFrame:
-        res = sweep_components(pdf.drop(columns=["bucket"]), burst_hours)
+        res = sweep_components(pdf.drop(columns=["bucket"]), burst_hours, window_days)
         return res.rename(columns={"_burst": burst_col})[schema.fieldNames()]
 
     return app_events.unionByName(bad_ev).groupBy("bucket").applyInPandas(_apply, schema)

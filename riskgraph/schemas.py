@@ -246,9 +246,9 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
                              source_job="assemble_features (features/gps_bursts.py)", min_value=0))
     specs += [
         # at most one per linking type; graph.link_types is a subset of the attribute types
-        FeatureSpec("pit_linked_attribute_types", LongType(), "linking attribute types (graph.link_types, not capped as super-nodes at that time) through which the application links to an earlier application",
+        FeatureSpec("pit_linked_attribute_types", LongType(), "linking attribute types (graph.link_types, not capped as super-nodes at that time) through which the application links to an earlier application used within graph.link_window_days",
                     min_value=0, max_value=len(attribute_types)),
-        FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the graph of linking attributes (graph.link_types) made of links known before its time; super-node values stop linking once their prior degree reaches graph.max_degree",
+        FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the graph of linking attributes (graph.link_types) made of links known before its time, as gangs are built: a value links two uses at most graph.link_window_days apart, and super-node values stop linking once their prior degree reaches graph.max_degree",
                     min_value=1),
         FeatureSpec("pit_component_bad_known", LongType(), "component members whose bad outcome was known before the application time", min_value=0),
         FeatureSpec("pit_component_age_days", DoubleType(), "days since the component's first application (0 for a new component)", min_value=0),

@@ -25,21 +25,29 @@ from riskgraph.schemas import feature_specs, gps_burst_column
 H = 3_600_000_000  # one hour in µs
 
 
-def _brute_force(links: pd.DataFrame, bad: dict[str, int], burst_hours: int) -> pd.DataFrame:
+def _brute_force(links: pd.DataFrame, bad: dict[str, int], burst_hours: int, window_h: float | None = None) -> pd.DataFrame:
     """For each application: build the graph of strictly earlier links, add the
-    application, and read its component directly."""
+    application, and read its component directly. With a window, a value's uses split into
+    epochs wherever two consecutive uses are more than ``window_h`` apart, and each epoch is
+    its own vertex."""
     rows = []
     apps = links.groupby("application_id")["t"].first()
     for a, t in apps.items():
         earlier = links[links["t"] < t]
         mine = links[links["application_id"] == a]
+        uses = pd.concat([earlier, mine]).sort_values("t", kind="mergesort")
+        if window_h is None:
+            uses = uses.assign(node=uses["value"])
+        else:
+            epoch = uses.groupby("value")["t"].transform(lambda s: (s.diff() > window_h * H).cumsum())
+            uses = uses.assign(node=uses["value"] + "#" + epoch.astype(str))
+        before, own = uses[uses["t"] < t], uses[uses["application_id"] == a]
         g = nx.Graph()
         g.add_node(("app", a))
-        g.add_edges_from((("app", r.application_id), ("val", r.value)) for r in earlier.itertuples())
-        g.add_edges_from((("app", a), ("val", v)) for v in mine["value"])
+        g.add_edges_from((("app", r.application_id), ("val", r.node)) for r in uses.itertuples())
         members = [n[1] for n in nx.node_connected_component(g, ("app", a)) if n[0] == "app" and n[1] != a]
         times = [apps[m] for m in members]
-        rows.append((a, int(mine["value"].isin(earlier["value"]).sum()), 1 + len(members),
+        rows.append((a, int(own["node"].isin(before["node"]).sum()), 1 + len(members),
                      sum(1 for m in members if m in bad and bad[m] < t),
                      (t - min(times + [t])) / 86_400e6,
                      sum(1 for x in times if t - burst_hours * H <= x < t)))
@@ -47,8 +55,9 @@ def _brute_force(links: pd.DataFrame, bad: dict[str, int], burst_hours: int) -> 
                                        "pit_component_bad_known", "pit_component_age_days", "_burst"])
 
 
+@pytest.mark.parametrize("window_h", [None, 5.0], ids=["no-window", "window-5h"])
 @pytest.mark.parametrize("seed", range(25), ids=lambda s: f"seed{s}")
-def test_sweep_matches_brute_force(seed):
+def test_sweep_matches_brute_force(seed, window_h):
     rnd = random.Random(seed)
     n_apps, n_vals = rnd.randint(2, 40), rnd.randint(1, 25)
     rows = []
@@ -60,8 +69,10 @@ def test_sweep_matches_brute_force(seed):
     app_t = links.groupby("application_id")["t"].first()
     bad = {a: t + rnd.randint(0, 20) * H for a, t in app_t.items() if rnd.random() < 0.4}
     events = pd.concat([links, pd.DataFrame([(a, k, None, 1) for a, k in bad.items()], columns=links.columns)])
-    got = sweep_components(events.sample(frac=1, random_state=seed), burst_hours=6).sort_values("application_id").reset_index(drop=True)
-    exp = _brute_force(links, bad, 6).sort_values("application_id").reset_index(drop=True)
+    window_days = None if window_h is None else window_h / 24
+    got = sweep_components(events.sample(frac=1, random_state=seed), burst_hours=6, window_days=window_days)
+    got = got.sort_values("application_id").reset_index(drop=True)
+    exp = _brute_force(links, bad, 6, window_h).sort_values("application_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, exp, check_dtype=False)
 
 
