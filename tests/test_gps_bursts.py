@@ -63,3 +63,21 @@ def test_burst_edges_link_only_bursts_of_k(spark):
     assertDataFrameEqual(got, spark.createDataFrame(expected, "src string, dst string"))
     with pytest.raises(ValueError, match="min_apps"):
         gps_burst_edges(apps, radius_m=100, window_h=24, min_apps=1)
+
+
+@pytest.mark.parametrize("lat0", [0.0, 45.0, -62.0, 78.0], ids=lambda v: f"lat{v:g}")
+def test_near_pairs_at_cell_borders_and_high_latitudes(spark, lat0):
+    """Dense points straddling many grid borders (cells are ~2 radii wide), at the equator, mid
+    and high latitudes, with times straddling bucket borders: exactly the all-pairs pairs."""
+    from riskgraph.features.gps_bursts import gps_near_pairs
+
+    rnd = random.Random(int(lat0 * 10) + 7)
+    t0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    rows = [(f"p{i:03d}", t0 + dt.timedelta(minutes=rnd.randint(0, 600)), lat0 + rnd.uniform(-0.002, 0.002),
+             10.0 + rnd.uniform(-0.004, 0.004)) for i in range(300)]
+    apps = spark.createDataFrame(rows, "application_id string, application_ts timestamp, gps_lat double, gps_lon double")
+    got = gps_near_pairs(apps, radius_m=60, window_h=1)
+    expected = [(a, b) for a, ta, la, lo in rows for b, tb, lb, ob in rows
+                if tb < ta and ta - tb <= dt.timedelta(hours=1) and _haversine((la, lo), (lb, ob)) <= 60]
+    assert len(expected) > 50
+    assertDataFrameEqual(got, spark.createDataFrame(expected, "application_id string, earlier_id string"))
