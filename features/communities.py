@@ -53,8 +53,8 @@ _OUT = StructType([
 class CommunityStats:
     """What the split did, for the run record (small numbers only)."""
 
-    components_split_leiden: int = 0
-    components_split_lpa: int = 0
+    components_to_leiden: int = 0
+    components_to_lpa: int = 0
     lpa_rounds: int = 0
 
 
@@ -168,8 +168,8 @@ def split_components(components: DataFrame, edges: DataFrame, *, min_component_s
     plan = cut_lineage(plan)
     # bounded: one row per method
     counts = {r["method"]: r["n"] for r in plan.groupBy("method").agg(F.count(F.lit(1)).alias("n")).collect()}
-    stats.components_split_leiden = int(counts.get("leiden", 0))
-    stats.components_split_lpa = int(counts.get("lpa", 0))
+    stats.components_to_leiden = int(counts.get("leiden", 0))
+    stats.components_to_lpa = int(counts.get("lpa", 0))
     total_weight = float(e.agg(F.sum("weight")).first()[0] or 0.0) if objective == "modularity" else 1.0
 
     parts = [components.join(plan.filter(F.col("method") == "component"), "component").select("id", F.col("component").alias("community"))]

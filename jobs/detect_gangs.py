@@ -109,12 +109,12 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     hubs_by_type = {r["type"]: r["n"] for r in hubs.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
     log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %d rounds; %d components to Leiden, %d to LPA, "
              "%d of them cut; modularity %.3f; seconds %s", ctx.run_date_str, gs.rows, m.rows, h.rows, hubs_by_type, backend,
-             cc_stats.rounds, c_stats.components_split_leiden, c_stats.components_split_lpa, split, quality["modularity"], clock.seconds)
+             cc_stats.rounds, c_stats.components_to_leiden, c_stats.components_to_lpa, split, quality["modularity"], clock.seconds)
     return {"gangs": gs.rows, "gang_members": m.rows, "super_nodes": h.rows, "super_nodes_by_type": hubs_by_type,
             "hub_thresholds": {r["type"]: {"threshold": r["threshold"], "bound": r["bound"], "cap": r["cap"],
                                            "fence": round(r["fence"], 1), "median_degree": r["median_degree"]} for r in th},
-            "graph_backend": backend, "cc_rounds": cc_stats.rounds, "components_leiden": c_stats.components_split_leiden,
-            "components_lpa": c_stats.components_split_lpa, "components_cut": split, "lpa_rounds": c_stats.lpa_rounds,
+            "graph_backend": backend, "cc_rounds": cc_stats.rounds, "components_leiden": c_stats.components_to_leiden,
+            "components_lpa": c_stats.components_to_lpa, "components_cut": split, "lpa_rounds": c_stats.lpa_rounds,
             "gang_modularity": quality.pop("modularity"), "gang_cpm_quality": quality.pop("cpm_quality"),
             "gang_table": T.GANGS.uri(cfg), "gang_quality_by_size": by_size, "stage_seconds": clock.seconds, **quality}
 

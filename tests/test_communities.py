@@ -84,7 +84,7 @@ def test_components_too_big_for_a_worker_go_to_label_propagation(spark):
     assert {got[v][1] for v in truth} == {"lpa"} and {got[f"z{v}"][1] for v in small_truth} == {"component"}
     assert _same_partition({v: got[v][0] for v in truth}, truth)
     assert len({got[f"z{v}"][0] for v in small_truth}) == 1
-    assert (stats.components_split_lpa, stats.components_split_leiden) == (1, 0)
+    assert (stats.components_to_lpa, stats.components_to_leiden) == (1, 0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
