@@ -3,7 +3,8 @@
 Pairwise precision / recall: of the application pairs we put in one gang, the share that
 are in one true gang, and vice versa. ARI (Hubert & Arabie 1985) over all applications,
 each application outside any gang being its own cluster. Everything is computed in Spark
-from the contingency table; only a handful of sums reach the driver.
+from the contingency table (:func:`gang_contingency`, one pass over the applications); only
+a handful of sums reach the driver.
 """
 from __future__ import annotations
 
@@ -17,29 +18,37 @@ def _pairs(c):
     return c * (c - 1) / 2
 
 
-def _labelled(apps: DataFrame, found: DataFrame, truth: DataFrame, what: str) -> DataFrame:
-    """application_id, f (found gang or null), t (true gang or null) for the population."""
-    require_columns(found, ["application_id", "gang_id"], f"{what}(found)")
-    require_columns(truth, ["application_id", "gang_id"], f"{what}(truth)")
+def gang_contingency(apps: DataFrame, found: DataFrame, truth: DataFrame) -> DataFrame:
+    """f (found gang), t (true gang), n (applications in both) for the population
+    apps(application_id); null f / t = in no gang. Needs found(application_id, gang_id) and
+    truth(application_id, gang_id, may be null). Applications in neither kind of gang fall
+    into one (null, null) cell, so the table is about as long as the gangs' membership, not
+    the population; the metrics below only read this table."""
+    require_columns(found, ["application_id", "gang_id"], "gang_contingency(found)")
+    require_columns(truth, ["application_id", "gang_id"], "gang_contingency(truth)")
+    require_columns(apps, ["application_id"], "gang_contingency(apps)")
     return (
         apps.select("application_id").distinct()
         .join(found.select("application_id", F.col("gang_id").alias("f")), "application_id", "left")
         .join(truth.select("application_id", F.col("gang_id").alias("t")), "application_id", "left")
+        .groupBy("f", "t").agg(F.count(F.lit(1)).cast("double").alias("n"))
     )
 
 
-def gang_pair_quality(apps: DataFrame, found: DataFrame, truth: DataFrame) -> dict:
-    """Needs apps(application_id) — the population —, found(application_id, gang_id) and
-    truth(application_id, gang_id, null for no gang). Returns pairwise precision, recall,
-    F1 and ARI, plus pair counts."""
-    df = _labelled(apps, found, truth, "gang_pair_quality").select(  # an application in no gang is a cluster of its own
-        F.coalesce("f", F.concat(F.lit("solo:"), "application_id")).alias("f"),
-        F.coalesce("t", F.concat(F.lit("solo:"), "application_id")).alias("t"))
-    cell = df.groupBy("f", "t").agg(F.count(F.lit(1)).cast("double").alias("n"))
-    both = cell.agg(F.sum(_pairs(F.col("n"))).alias("s")).first()["s"] or 0.0
-    rows = df.groupBy("f").agg(F.count(F.lit(1)).cast("double").alias("n")).agg(F.sum(_pairs(F.col("n"))).alias("s")).first()["s"] or 0.0
-    cols = df.groupBy("t").agg(F.count(F.lit(1)).cast("double").alias("n")).agg(F.sum(_pairs(F.col("n"))).alias("s")).first()["s"] or 0.0
-    n = float(df.count())
+def _margin(cont: DataFrame, col: str, out: str) -> DataFrame:
+    """Gang sizes along one side of the contingency table (gangs only)."""
+    return cont.filter(F.col(col).isNotNull()).groupBy(col).agg(F.sum("n").alias(out))
+
+
+def gang_pair_quality(cont: DataFrame) -> dict:
+    """Pairwise precision, recall, F1 and ARI, plus pair counts, from
+    :func:`gang_contingency`'s table."""
+    require_columns(cont, ["f", "t", "n"], "gang_pair_quality")
+    gangs = F.col("f").isNotNull() & F.col("t").isNotNull()  # an application in no gang is a cluster of its own
+    s = cont.agg(F.sum(F.when(gangs, _pairs(F.col("n")))).alias("both"), F.sum("n").alias("n")).first()
+    both, n = s["both"] or 0.0, s["n"] or 0.0
+    rows = _margin(cont, "f", "m").agg(F.sum(_pairs(F.col("m")))).first()[0] or 0.0
+    cols = _margin(cont, "t", "m").agg(F.sum(_pairs(F.col("m")))).first()[0] or 0.0
     total = _pairs(n)
     precision = both / rows if rows else 0.0
     recall = both / cols if cols else 0.0
@@ -63,26 +72,23 @@ def _bucket(size) -> F.Column:
     return expr.otherwise("1")
 
 
-def gang_quality_by_size(apps: DataFrame, found: DataFrame, truth: DataFrame) -> list[dict]:
+def gang_quality_by_size(cont: DataFrame) -> list[dict]:
     """Pairwise recall per planted-gang size bucket and pairwise precision per found-gang
-    size bucket (``SIZE_BUCKETS``): where the misses and the false links are. Same inputs as
-    :func:`gang_pair_quality`. Returns one dict per bucket (a handful of rows)."""
-    df = _labelled(apps, found, truth, "gang_quality_by_size")
-    cell = df.filter(F.col("f").isNotNull() & F.col("t").isNotNull()).groupBy("f", "t").agg(F.count(F.lit(1)).cast("double").alias("n"))
-    f_size = df.filter(F.col("f").isNotNull()).groupBy("f").agg(F.count(F.lit(1)).cast("double").alias("nf"))
-    t_size = df.filter(F.col("t").isNotNull()).groupBy("t").agg(F.count(F.lit(1)).cast("double").alias("nt"))
-    recall = (
-        t_size.join(cell.groupBy("t").agg(F.sum(_pairs(F.col("n"))).alias("both")), "t", "left")
-        .groupBy(_bucket(F.col("nt")).alias("bucket"))
-        .agg(F.count(F.lit(1)).alias("true_gangs"), F.sum(_pairs(F.col("nt"))).alias("true_pairs"),
-             F.sum(F.coalesce("both", F.lit(0.0))).alias("true_pairs_found"))
-    )
-    precision = (
-        f_size.join(cell.groupBy("f").agg(F.sum(_pairs(F.col("n"))).alias("both")), "f", "left")
-        .groupBy(_bucket(F.col("nf")).alias("bucket"))
-        .agg(F.count(F.lit(1)).alias("found_gangs"), F.sum(_pairs(F.col("nf"))).alias("found_pairs"),
-             F.sum(F.coalesce("both", F.lit(0.0))).alias("found_pairs_true"))
-    )
+    size bucket (``SIZE_BUCKETS``): where the misses and the false links are. Reads
+    :func:`gang_contingency`'s table. Returns one dict per bucket (a handful of rows)."""
+    require_columns(cont, ["f", "t", "n"], "gang_quality_by_size")
+    cell = cont.filter(F.col("f").isNotNull() & F.col("t").isNotNull())
+
+    def side(key: str, size: str, what: str, total: str, hit: str) -> DataFrame:
+        return (
+            _margin(cont, key, size).join(cell.groupBy(key).agg(F.sum(_pairs(F.col("n"))).alias("_both")), key, "left")
+            .groupBy(_bucket(F.col(size)).alias("bucket"))
+            .agg(F.count(F.lit(1)).alias(what), F.sum(_pairs(F.col(size))).alias(total),
+                 F.sum(F.coalesce("_both", F.lit(0.0))).alias(hit))
+        )
+
+    recall = side("t", "nt", "true_gangs", "true_pairs", "true_pairs_found")
+    precision = side("f", "nf", "found_gangs", "found_pairs", "found_pairs_true")
     rows = recall.join(precision, "bucket", "full_outer").collect()  # bounded: one row per size bucket
     order = {(f"{lo}-{hi}" if hi is not None else f"{lo}+"): i for i, (lo, hi) in enumerate(SIZE_BUCKETS)}
     out = []

@@ -15,7 +15,7 @@ from riskgraph import tables as T
 from riskgraph.config import GraphSettings
 from riskgraph.features.communities import CommunityStats, partition_quality, split_components
 from riskgraph.features.components import CCStats, choose_graph_backend, connected_components, cut_lineage
-from riskgraph.features.gang_quality import gang_pair_quality, gang_quality_by_size
+from riskgraph.features.gang_quality import gang_contingency, gang_pair_quality, gang_quality_by_size
 from riskgraph.features.gangs import add_pair_links, application_pairs, gang_links, gang_members, summarize_gangs
 from riskgraph.features.gps_bursts import gps_burst_edges
 from riskgraph.features.graph import detect_super_nodes, hub_thresholds
@@ -100,8 +100,9 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     by_size = []
     if path_exists(spark, truth_path):  # a simulated world: score the gangs against the planted ones
         truth = spark.read.parquet(truth_path).filter(F.col("gang_id").isNotNull())
-        quality.update(gang_pair_quality(apps, members, truth))
-        by_size = gang_quality_by_size(apps, members, truth)
+        cont = cut(gang_contingency(apps, members, truth))  # small: about the gangs' membership
+        quality.update(gang_pair_quality(cont))
+        by_size = gang_quality_by_size(cont)
         log.info("gang quality vs planted truth: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()})
     clock.lap("quality")
     # bounded: one row per attribute type

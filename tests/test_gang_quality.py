@@ -7,7 +7,7 @@ import random
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from riskgraph.features.gang_quality import SIZE_BUCKETS, gang_pair_quality, gang_quality_by_size
+from riskgraph.features.gang_quality import SIZE_BUCKETS, gang_contingency, gang_pair_quality, gang_quality_by_size
 
 
 def _labels(rnd, n, k, p_none):
@@ -22,7 +22,7 @@ def test_matches_sklearn_and_pair_counting(spark, seed):
     apps = spark.createDataFrame([(a,) for a in found], "application_id string")
     f_df = spark.createDataFrame([(a, g) for a, g in found.items() if g], "application_id string, gang_id string")
     t_df = spark.createDataFrame([(a, g) for a, g in truth.items()], "application_id string, gang_id string")
-    got = gang_pair_quality(apps, f_df, t_df)
+    got = gang_pair_quality(gang_contingency(apps, f_df, t_df))
 
     solo = lambda d, a: d[a] or f"solo:{a}"  # noqa: E731
     ids = sorted(found)
@@ -52,7 +52,7 @@ def test_quality_by_size_bucket_matches_pair_counting(spark, seed):
     apps = spark.createDataFrame([(a,) for a in found], "application_id string")
     f_df = spark.createDataFrame([(a, g) for a, g in found.items() if g], "application_id string, gang_id string")
     t_df = spark.createDataFrame([(a, g) for a, g in truth.items() if g], "application_id string, gang_id string")
-    got = {r["size"]: r for r in gang_quality_by_size(apps, f_df, t_df)}
+    got = {r["size"]: r for r in gang_quality_by_size(gang_contingency(apps, f_df, t_df))}
 
     ids = sorted(found)
     pairs = list(itertools.combinations(ids, 2))
