@@ -108,7 +108,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     # bounded: one row per attribute type
     th = [r.asDict() for r in thresholds.orderBy("type").collect()]
     hubs_by_type = {r["type"]: r["n"] for r in hubs.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
-    log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %d rounds; %d components to Leiden, %d to LPA, "
+    log.info("gangs %s: %d gangs, %d members; %d super-nodes %s; CC %s in %s rounds; %d components to Leiden, %d to LPA, "
              "%d of them cut; modularity %.3f; seconds %s", ctx.run_date_str, gs.rows, m.rows, h.rows, hubs_by_type, backend,
              cc_stats.rounds, c_stats.components_to_leiden, c_stats.components_to_lpa, split, quality["modularity"], clock.seconds)
     return {"gangs": gs.rows, "gang_members": m.rows, "super_nodes": h.rows, "super_nodes_by_type": hubs_by_type,
