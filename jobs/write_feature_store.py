@@ -86,6 +86,15 @@ def check_quality(spark: SparkSession, ctx: JobContext, staged, store) -> dict:
 def run(spark: SparkSession, ctx: JobContext) -> dict:
     cfg = ctx.cfg
     store = choose_store(spark, cfg.store.backend)
+    done = store.committed_version(T.FEATURES.uri(cfg), ctx.run_id)
+    if done is not None:  # a retry after a successful commit (the staged hand-off is gone by now): nothing to do
+        rows = store.read(spark, T.FEATURES.uri(cfg), version=done).filter(F.col(S.RUN_DATE) == ctx.run_date_str).count()
+        log.info("feature store %s: run %s already committed as version %d (%d rows on %s); nothing to do",
+                 T.FEATURES.uri(cfg), ctx.run_id, done, rows, ctx.run_date_str)
+        report = f"{T.quality_dir(cfg)}/{ctx.run_id}.md"
+        return {"feature_table": T.FEATURES.uri(cfg), "feature_table_version": done, "feature_rows_written": 0,
+                "feature_rows": rows, "committed": False, "store_backend": store.name,
+                "quality_status": "unchanged (already committed)", "quality_report": report, "quality": {"report": report}}
     staged_path = T.staged_features_dir(cfg, ctx.run_id)
     staged = spark.read.schema(S.feature_schema(cfg)).parquet(staged_path)
     apps = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICATIONS).filter(

@@ -14,6 +14,7 @@ same DataFrame from either.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -38,6 +39,8 @@ APP_ID_PREFIX = "riskgraph"
 # Retries when another writer committed first (delta-rs CommitFailedError). Each retry
 # re-reads the table and re-checks whether this run already committed.
 MAX_COMMIT_ATTEMPTS = 5
+LOCK_TIMEOUT_S = 600.0  # a commit takes well under a second; a held lock this long is a stuck job
+HISTORY_SCAN = 1000  # commits searched for a run's own version
 
 
 class StoreError(RuntimeError):
@@ -64,6 +67,10 @@ class TableStore(Protocol):
              timestamp: str | None = None) -> DataFrame: ...
 
     def version(self, uri: str) -> int | None: ...
+
+    def committed_version(self, uri: str, run_id: str) -> int | None:
+        """The version this run's write created, or None if it has not committed."""
+        ...
 
 
 def _app_id(run_id: str) -> str:
@@ -144,6 +151,14 @@ class DeltaRsStore:
 
         return DeltaTable(uri).version() if DeltaTable.is_deltatable(uri) else None
 
+    def committed_version(self, uri: str, run_id: str) -> int | None:
+        from deltalake import DeltaTable
+
+        if not DeltaTable.is_deltatable(uri):
+            return None
+        dt = DeltaTable(uri)
+        return None if dt.transaction_version(_app_id(run_id)) is None else _version_of_run(dt, run_id)
+
     def read(self, spark: SparkSession, uri: str, *, version: int | None = None,
              timestamp: str | None = None) -> DataFrame:
         from deltalake import DeltaTable
@@ -173,8 +188,8 @@ class DeltaRsStore:
             raise StoreError(f"partition column {partition_col!r} missing; columns: {df.columns}")
         root = Path(uri)
         app_id = _app_id(run_id)
-        if DeltaTable.is_deltatable(uri) and DeltaTable(uri).transaction_version(app_id) is not None:
-            v = DeltaTable(uri).version()
+        v = self.committed_version(uri, run_id)
+        if v is not None:
             log.info("%s: run %s already committed (version %d); nothing to do", uri, run_id, v)
             return WriteResult(uri, v, 0, 0, False, tuple(partitions))
 
@@ -213,32 +228,109 @@ class DeltaRsStore:
             custom_metadata={"riskgraph.run_id": run_id, "riskgraph.partitions": json.dumps(sorted(allowed))},
             app_transactions=[Transaction(app_id=app_id, version=1, last_updated=int(time.time() * 1000))],
         )
-        for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-            try:
-                if not DeltaTable.is_deltatable(uri):
-                    create_table_with_add_actions(
-                        uri, Schema.from_arrow(schema), actions, mode="error", partition_by=[partition_col],
-                        description=description,
-                        configuration={"delta.setTransactionRetentionDuration": "interval 90 days"},
-                        commit_properties=props,
-                    )
-                else:
-                    dt = DeltaTable(uri)
-                    if dt.transaction_version(app_id) is not None:
-                        return WriteResult(uri, dt.version(), 0, 0, False, tuple(partitions))
-                    _evolve_schema(dt, schema)
-                    dt.create_write_transaction(
-                        actions, mode="overwrite", schema=Schema.from_arrow(schema), partition_by=[partition_col],
-                        partition_filters=[(partition_col, "in", sorted(allowed))], commit_properties=props,
-                    )
-                break
-            except Exception as e:  # noqa: BLE001 - _is_conflict decides; anything else re-raises
-                if not _is_conflict(e) or attempt == MAX_COMMIT_ATTEMPTS:
-                    raise
-                log.warning("%s: commit conflict (attempt %d/%d): %s; retrying", uri, attempt, MAX_COMMIT_ATTEMPTS, e)
-                time.sleep(0.2 * attempt)
-        v = DeltaTable(uri).version()
+        ours = {a.path for a in actions}
+        with _commit_lock(root):
+            for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+                try:
+                    if not DeltaTable.is_deltatable(uri):
+                        create_table_with_add_actions(
+                            uri, Schema.from_arrow(schema), actions, mode="error", partition_by=[partition_col],
+                            description=description,
+                            configuration={"delta.setTransactionRetentionDuration": "interval 90 days"},
+                            commit_properties=props,
+                        )
+                    else:
+                        dt = DeltaTable(uri)
+                        if dt.transaction_version(app_id) is not None:
+                            return WriteResult(uri, _version_of_run(dt, run_id), 0, 0, False, tuple(partitions))
+                        # the schema change (added columns) goes into the data commit itself
+                        dt.create_write_transaction(
+                            actions, mode="overwrite", schema=Schema.from_arrow(_merged_schema(dt, schema)),
+                            partition_by=[partition_col], partition_filters=[(partition_col, "in", sorted(allowed))],
+                            commit_properties=props,
+                        )
+                    break
+                except Exception as e:  # noqa: BLE001 - _is_conflict decides; anything else re-raises
+                    if not _is_conflict(e) or attempt == MAX_COMMIT_ATTEMPTS:
+                        raise
+                    log.warning("%s: commit conflict with another writer (attempt %d/%d): %s; re-reading the table and retrying",
+                                uri, attempt, MAX_COMMIT_ATTEMPTS, e)
+                    time.sleep(0.2 * attempt)
+            v = _version_of_run(DeltaTable(uri), run_id)
+            _remove_foreign_adds(uri, v, partition_col, allowed, ours, run_id)
         return WriteResult(uri, v, rows, len(actions), True, tuple(partitions))
+
+
+@contextlib.contextmanager
+def _commit_lock(root: Path, *, timeout_s: float = LOCK_TIMEOUT_S):
+    """Serialises riskgraph's commits to one table (an exclusive ``flock`` on
+    ``<table>/_riskgraph_commit.lock``; Delta readers ignore files starting with '_').
+
+    Why: delta-rs' ``create_write_transaction`` records no read predicate, so two writers
+    that replace the same *new* date (no files to remove yet) both commit blind adds and the
+    date would hold both runs' rows; delta-spark's replaceWhere would raise a concurrent-
+    append conflict instead. Under the lock the second writer re-reads the table after the
+    first committed, so its overwrite removes the first one's files: one run's rows, in a
+    linear log. Writing the staged files stays parallel; only the commit waits."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "_riskgraph_commit.lock", "a+") as fh:
+        deadline, waited = time.monotonic() + timeout_s, False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    log.info("%s: another writer is committing; waiting for it", root)
+                    waited = True
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{root}: another writer held the commit lock for over {timeout_s:.0f} s; "
+                                     "is a job stuck? (the lock is released when its process ends)") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _version_of_run(dt, run_id: str) -> int:
+    """The table version this run's commit created (not the latest: another writer may have
+    committed since)."""
+    for h in dt.history(limit=HISTORY_SCAN):  # newest first
+        if h.get("riskgraph.run_id") == run_id:
+            return int(h["version"])
+    raise StoreError(f"{dt.table_uri}: run {run_id} is recorded as committed but its commit is not in the last "
+                     f"{HISTORY_SCAN} versions")
+
+
+def _remove_foreign_adds(uri: str, version: int, partition_col: str, partitions: set[str], ours: set[str], run_id: str) -> None:
+    """A writer outside riskgraph's lock (another engine, or a riskgraph without it) may have
+    added files to our dates between our read and our commit: delta-rs lets blind adds
+    through. Our overwrite removed every file it saw, so any other file of our dates in our
+    own version is such a foreign add; remove it (the later replace wins, as it would after
+    a conflict and retry) and say so."""
+    from deltalake import DeltaTable
+    from deltalake.transaction import CommitProperties, RemoveAction
+
+    snap = DeltaTable(uri, version=version)
+    stray = [a for a in pa.table(snap.get_add_actions(flatten=True)).to_pylist()
+             if str(a.get(f"partition.{partition_col}")) in partitions and a["path"] not in ours]
+    if not stray:
+        return
+    latest = DeltaTable(uri)
+    live = {a["path"] for a in pa.table(latest.get_add_actions(flatten=True)).to_pylist()}
+    now = int(time.time() * 1000)
+    removes = [RemoveAction(a["path"], True, now, a["size_bytes"], {partition_col: str(a[f"partition.{partition_col}"])})
+               for a in stray if a["path"] in live]
+    log.warning("%s: %d file(s) of %s were added by a concurrent writer before run %s committed; removing them so the "
+                "dates hold this run's rows only", uri, len(stray), sorted(partitions)[:5], run_id)
+    if removes:
+        latest.create_write_transaction(
+            removes, mode="append", schema=latest.schema(), partition_by=[partition_col],
+            commit_properties=CommitProperties(custom_metadata={"riskgraph.fixup_of_run_id": run_id,
+                                                                "riskgraph.operation": "remove concurrent adds"}))
 
 
 def _is_conflict(e: Exception) -> bool:
@@ -248,10 +340,9 @@ def _is_conflict(e: Exception) -> bool:
     return isinstance(e, CommitFailedError) or "already exists" in text or "conflict" in text
 
 
-def _evolve_schema(dt, new: pa.Schema) -> None:
-    """Add columns the new data has and the table lacks; refuse a changed type."""
-    from deltalake import Schema
-
+def _merged_schema(dt, new: pa.Schema) -> pa.Schema:
+    """The table's schema plus the columns the new data adds (schema evolution in the data
+    commit: a writer killed before it leaves the old schema too); a changed type is refused."""
     current = pa.schema(dt.schema().to_arrow())
     have = {f.name: f for f in current}
     added = []
@@ -263,7 +354,7 @@ def _evolve_schema(dt, new: pa.Schema) -> None:
                              "changing a column's type needs a new table version plan, not a silent overwrite")
     if added:
         log.info("%s: adding columns %s", dt.table_uri, [f.name for f in added])
-        dt.alter.add_columns(list(Schema.from_arrow(pa.schema(added)).fields))
+    return pa.schema(list(current) + added)
 
 
 # --------------------------------------------------------------------------- delta-spark
@@ -298,6 +389,10 @@ class DeltaSparkStore:
         from delta.tables import DeltaTable
 
         app_id = _app_id(run_id)  # delta-spark skips a write whose (txnAppId, txnVersion) it has seen
+        done = self.committed_version(uri, run_id)
+        if done is not None:
+            log.info("%s: run %s already committed (version %d); nothing to do", uri, run_id, done)
+            return WriteResult(uri, done, 0, 0, False, tuple(partitions))
         values = ", ".join("'" + p.replace("'", "''") + "'" for p in sorted(partitions))
         rows = df.count()
         (df.write.format("delta").mode("overwrite")
@@ -306,7 +401,18 @@ class DeltaSparkStore:
            .option("txnAppId", app_id).option("txnVersion", 1)
            .option("userMetadata", json.dumps({"riskgraph.run_id": run_id}))
            .partitionBy(partition_col).save(uri))
-        return WriteResult(uri, self.version(uri) or 0, rows, -1, True, tuple(partitions))
+        v = self.committed_version(uri, run_id)
+        return WriteResult(uri, self.version(uri) if v is None else v, rows, -1, True, tuple(partitions))
+
+    def committed_version(self, uri: str, run_id: str) -> int | None:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        if not DeltaTable.isDeltaTable(self.spark, uri):
+            return None
+        mine = F.col("userMetadata") == json.dumps({"riskgraph.run_id": run_id})
+        r = DeltaTable.forPath(self.spark, uri).history(HISTORY_SCAN).filter(mine).agg(F.max("version")).first()[0]
+        return None if r is None else int(r)
 
 
 # --------------------------------------------------------------------------- choice

@@ -134,6 +134,10 @@ def test_rerun_of_a_date_replaces_it_with_identical_rows(spark, world):
     assertDataFrameEqual(store.read(spark, T.FEATURES.uri(cfg)), before)  # same input → same features
     assertDataFrameEqual(store.read(spark, T.GANG_MEMBERS.uri(cfg)).filter(F.col("run_date") == end.isoformat()), gangs_before)
     before.unpersist()
+    # Airflow retries a write that had committed (its staged hand-off is gone by now): a no-op
+    retry = run_pipeline(cfg, run_date=end, run_id="nightly-rerun", steps=["write_feature_store"], spark=spark)
+    assert retry["details"]["write_feature_store"]["committed"] is False
+    assert retry["feature_table_version"] == before_v + 1 == store.version(T.FEATURES.uri(cfg))
 
 
 def _pii_finder(pii: set[str]):

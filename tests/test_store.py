@@ -71,7 +71,9 @@ def test_new_column_evolves_schema(spark, tmp_path):
     uri, st = str(tmp_path / "t"), DeltaRsStore()
     st.write(spark.createDataFrame(_rows("2026-01-01", 2), SCHEMA), uri, partition_col="run_date", partitions=["2026-01-01"], run_id="a")
     wider = spark.createDataFrame([r[:3] + (7,) + r[3:] for r in _rows("2026-01-02", 2)], "id string, x double, ts timestamp, y long, run_date string")
-    st.write(wider, uri, partition_col="run_date", partitions=["2026-01-02"], run_id="b")
+    res = st.write(wider, uri, partition_col="run_date", partitions=["2026-01-02"], run_id="b")
+    assert res.version == 1 == DeltaTable(uri).version()  # the new column arrives in the data commit: no schema-only version
+    assert [f.name for f in DeltaTable(uri, version=0).schema().fields] == ["id", "x", "ts", "run_date"]
     got = st.read(spark, uri).orderBy("id").select("id", "y").collect()
     assert [r["y"] for r in got] == [None, None, 7, 7]
     retyped = spark.createDataFrame([("a", "oops", None, "2026-01-03")], "id string, x string, ts timestamp, run_date string")
@@ -79,28 +81,102 @@ def test_new_column_evolves_schema(spark, tmp_path):
         st.write(retyped, uri, partition_col="run_date", partitions=["2026-01-03"], run_id="c")
 
 
-def test_concurrent_writers_both_land_or_conflict_clearly(spark, tmp_path):
-    """Two writers replace different dates at the same moment: delta-rs detects the race;
-    the loser retries against the new version, so both dates land and the log is linear."""
-    uri, st = str(tmp_path / "t"), DeltaRsStore()
-    st.write(spark.createDataFrame(_rows("2026-01-01", 1), SCHEMA), uri, partition_col="run_date", partitions=["2026-01-01"], run_id="init")
-    dfs = {d: spark.createDataFrame(_rows(d, 4), SCHEMA) for d in ("2026-01-02", "2026-01-03")}
-    errors = []
+def _race(st, uri, jobs):
+    """Runs the writes of ``jobs`` ({run_id: (df, partitions)}) at the same moment."""
+    errors, results = [], {}
+    start = threading.Barrier(len(jobs))
 
-    def write(day):
+    def write(run_id):
+        df, parts = jobs[run_id]
         try:
-            st.write(dfs[day], uri, partition_col="run_date", partitions=[day], run_id=f"w-{day}")
+            start.wait()
+            results[run_id] = st.write(df, uri, partition_col="run_date", partitions=parts, run_id=run_id)
         except Exception as e:  # noqa: BLE001 - recorded and asserted below
             errors.append(e)
 
-    threads = [threading.Thread(target=write, args=(d,)) for d in dfs]
+    threads = [threading.Thread(target=write, args=(r,)) for r in jobs]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
-    assert DeltaTable(uri).version() == 2
-    assert sorted(_independent(uri)["run_date"].astype(str).unique()) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    return results
+
+
+def test_concurrent_writers_on_different_dates_both_land(spark, tmp_path):
+    uri, st = str(tmp_path / "t"), DeltaRsStore()
+    st.write(spark.createDataFrame(_rows("2026-01-01", 1), SCHEMA), uri, partition_col="run_date", partitions=["2026-01-01"], run_id="init")
+    jobs = {f"w-{d}": (spark.createDataFrame(_rows(d, 4), SCHEMA), [d]) for d in ("2026-01-02", "2026-01-03")}
+    res = _race(st, uri, jobs)
+    assert DeltaTable(uri).version() == 2 and sorted(r.version for r in res.values()) == [1, 2]  # each reports its own
+    assert _independent(uri)["run_date"].astype(str).value_counts().to_dict() == {"2026-01-01": 1, "2026-01-02": 4, "2026-01-03": 4}
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-date", "existing-date"])
+def test_concurrent_writers_on_one_date_leave_one_runs_rows(spark, tmp_path, existing):
+    """Two runs replace the same date at the same moment (a nightly run and a manual
+    re-run). The date must end up holding one run's rows — never both — and the log stays
+    linear; each writer reports the version its own commit made. On a new date delta-rs
+    alone lets both blind adds through; the store's commit lock makes the second writer
+    re-read the table and replace the first one's files."""
+    uri, st = str(tmp_path / "t"), DeltaRsStore()
+    st.write(spark.createDataFrame(_rows("2026-01-01", 1), SCHEMA), uri, partition_col="run_date", partitions=["2026-01-01"], run_id="init")
+    if existing:
+        st.write(spark.createDataFrame(_rows("2026-01-02", 2, base=50.0), SCHEMA), uri, partition_col="run_date",
+                 partitions=["2026-01-02"], run_id="old")
+    jobs = {"a": (spark.createDataFrame(_rows("2026-01-02", 3, base=100.0), SCHEMA), ["2026-01-02"]),
+            "b": (spark.createDataFrame(_rows("2026-01-02", 5, base=200.0), SCHEMA), ["2026-01-02"])}
+    res = _race(st, uri, jobs)
+    got = _independent(uri)
+    day = got[got["run_date"].astype(str) == "2026-01-02"]
+    last = max(res, key=lambda r: res[r].version)
+    assert sorted(day["x"]) == sorted(r[1] for r in _rows("2026-01-02", 3 if last == "a" else 5, base=100 if last == "a" else 200))
+    assert len(got[got["run_date"].astype(str) == "2026-01-01"]) == 1
+    assert sorted(r.version for r in res.values()) == [1 + existing, 2 + existing] == [st.committed_version(uri, r) for r in sorted(res, key=lambda r: res[r].version)]
+
+
+def test_second_writer_waits_for_the_commit_lock(spark, tmp_path):
+    import riskgraph.store as store
+
+    uri, st = str(tmp_path / "t"), DeltaRsStore()
+    st.write(spark.createDataFrame(_rows("2026-01-01", 1), SCHEMA), uri, partition_col="run_date", partitions=["2026-01-01"], run_id="init")
+    df = spark.createDataFrame(_rows("2026-01-02", 2), SCHEMA)
+    out = {}
+    with store._commit_lock(tmp_path / "t"):  # another writer is mid-commit
+        t = threading.Thread(target=lambda: out.update(r=st.write(df, uri, partition_col="run_date", partitions=["2026-01-02"], run_id="w")))
+        t.start()
+        t.join(timeout=20)
+        assert t.is_alive() and DeltaTable(uri).version() == 0  # staged, waiting to commit
+    t.join(timeout=60)
+    assert out["r"].version == 1 and DeltaTable(uri).version() == 1
+
+
+def test_files_a_foreign_writer_adds_to_our_date_are_removed(spark, tmp_path, monkeypatch, caplog):
+    """A writer outside riskgraph's lock (say a notebook with delta-rs) appends to the date
+    between our read of the table and our commit: the date ends with our rows only, and the
+    store says what it removed."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    import riskgraph.store as store
+
+    uri, st = str(tmp_path / "t"), DeltaRsStore()
+    st.write(spark.createDataFrame(_rows("2026-01-01", 1), SCHEMA), uri, partition_col="run_date", partitions=["2026-01-01"], run_id="init")
+    real = store._merged_schema
+
+    def foreign_append_first(dt_, schema):  # runs after our writer loaded the table, before its commit
+        tbl = pa.table({"id": ["foreign"], "x": [9.0], "ts": pa.array([dt.datetime(2026, 1, 2)], pa.timestamp("us", tz="UTC")),
+                        "run_date": ["2026-01-02"]})
+        write_deltalake(uri, tbl, mode="append")
+        return real(dt_, schema)
+
+    monkeypatch.setattr(store, "_merged_schema", foreign_append_first)
+    res = st.write(spark.createDataFrame(_rows("2026-01-02", 2), SCHEMA), uri, partition_col="run_date",
+                   partitions=["2026-01-02"], run_id="ours")
+    assert res.version == 2 and DeltaTable(uri).version() == 3  # foreign append 1, ours 2, the clean-up 3
+    got = _independent(uri)
+    assert sorted(got.loc[got["run_date"].astype(str) == "2026-01-02", "id"]) == ["2026-01-02-0", "2026-01-02-1"]
+    assert "added by a concurrent writer" in caplog.text
 
 
 KILL_SCRIPT = textwrap.dedent("""
