@@ -125,3 +125,21 @@ def test_hmac_in_spark_equals_python_hmac(spark):
     df = spark.createDataFrame([("alice",), ("",), (None,), ("李雷",)], "v string")
     got = [r[0] for r in df.select(hmac_column(F.col("v"), key)).collect()]
     assert got == [hmac_python("alice", key), hmac_python("", key), None, hmac_python("李雷", key)]
+
+
+def test_the_key_never_enters_a_query_plan(spark):
+    """The plan is printed by explain(), error messages, the Spark UI and a cluster's event
+    log: neither the key nor the HMAC pads (key XOR 0x36 / 0x5c, which give it back) may be
+    in it."""
+    import hashlib
+
+    from riskgraph.pseudonym import hmac_column
+
+    key = pseudonym_key()
+    k = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    secrets = [key.decode(), key.hex(), bytes(b ^ 0x36 for b in k).hex(), bytes(b ^ 0x5C for b in k).hex()]
+    df = spark.createDataFrame([("alice",)], "v string").select(hmac_column(F.col("v"), key).alias("p"))
+    plan = df._jdf.queryExecution().toString()  # parsed, analysed, optimised and physical plans
+    assert "pseudonym" in plan  # it is the UDF's plan indeed
+    for s in secrets:
+        assert s.lower() not in plan.lower() and s.upper() not in plan
