@@ -74,20 +74,24 @@ def gang_members(partition: DataFrame, applications: DataFrame, *, min_size: int
 
 
 def summarize_gangs(members: DataFrame, links: DataFrame, pairs: DataFrame, apps: DataFrame, bad_known: DataFrame, *,
-                    as_of_ts) -> DataFrame:
+                    as_of_ts, window_days: float | None = None) -> DataFrame:
     """One row per gang, what an investigator reads first (see ``schemas.GANGS``): size and
     distinct applicants; known-bad count and rate as of ``as_of_ts``; first/last application,
     age, span, applications per hour and the most applications in any 24 hours
-    (burstiness); density of the linked pairs; attribute diversity (shared values and their
-    types); and the evidence JSON — the attribute values linking >= 2 members, with how many
-    members each links, most first.
+    (burstiness); density of the linked pairs; attribute diversity (shared values and the
+    link types); and the evidence JSON — the links that formed the gang, most members
+    first: each attribute value that links >= 2 members *inside the link window* (the same
+    rule :func:`application_pairs` used; a value two members used months apart is not
+    evidence) with how many members it links, and ``gps_burst`` with the members in GPS
+    bursts together.
 
-    Needs members(application_id, gang_id, component_id, method), links(src, dst) without
-    super-nodes, pairs(src, dst, weight, types) (the application graph), apps(application_id,
-    applicant_id, application_ts), bad_known(application_id, known_ts).
+    Needs members(application_id, gang_id, component_id, method), links(src, dst, ts)
+    without super-nodes, pairs(src, dst, types) (the application graph gangs were cut
+    from), apps(application_id, applicant_id, application_ts), bad_known(application_id,
+    known_ts); ``window_days`` as given to :func:`application_pairs`.
     """
     require_columns(members, ["application_id", "gang_id", "component_id", "method"], "summarize_gangs(members)")
-    require_columns(links, ["src", "dst"], "summarize_gangs(links)")
+    require_columns(links, ["src", "dst", "ts"], "summarize_gangs(links)")
     require_columns(pairs, ["src", "dst", "types"], "summarize_gangs(pairs)")
     require_columns(apps, ["application_id", "applicant_id", "application_ts"], "summarize_gangs(apps)")
     require_columns(bad_known, ["application_id", "known_ts"], "summarize_gangs(bad_known)")
@@ -115,28 +119,43 @@ def summarize_gangs(members: DataFrame, links: DataFrame, pairs: DataFrame, apps
         span_h.alias("span_hours"),
         (F.col("size") / F.greatest(span_h, F.lit(1.0))).alias("apps_per_hour"),
     )
-    # linked pairs inside each gang (both ends members of it) → density
+    # linked pairs inside each gang (both ends members of it) → density, the link types that
+    # formed it, and the members in GPS bursts together
     g_of = members.select(F.concat(F.lit(APP_PREFIX), "application_id").alias("_v"), "gang_id")
     inside = (
         pairs.join(g_of.withColumnRenamed("_v", "src"), "src")
         .join(g_of.withColumnRenamed("_v", "dst").withColumnRenamed("gang_id", "_g2"), "dst")
         .filter(F.col("gang_id") == F.col("_g2"))
-        .groupBy("gang_id").agg(F.count(F.lit(1)).alias("n_pairs"))
+    )
+    pair_stats = inside.groupBy("gang_id").agg(
+        F.count(F.lit(1)).alias("n_pairs"), F.array_sort(F.array_distinct(F.flatten(F.collect_list("types")))).alias("_types"))
+    bursts = (
+        inside.filter(F.array_contains("types", "gps_burst")).select("gang_id", F.explode(F.array("src", "dst")).alias("_v"))
+        .groupBy("gang_id").agg(F.countDistinct("_v").alias("members"))
+        .select("gang_id", F.lit("gps_burst").alias("value"), "members")
     )
     ml = links.withColumn("application_id", application_of(F.col("src"))).join(members.select("application_id", "gang_id"), "application_id")
     n_links = ml.groupBy("gang_id").agg(F.count(F.lit(1)).alias("n_links"))
-    per_value = ml.groupBy("gang_id", "dst").agg(F.count(F.lit(1)).alias("members")).filter(F.col("members") >= 2)
-    evidence = per_value.groupBy("gang_id").agg(
-        F.count(F.lit(1)).alias("n_shared_values"),
-        F.array_sort(F.collect_set(vertex_type(F.col("dst")))).alias("_types"),
-        F.slice(F.sort_array(F.collect_list(F.struct((-F.col("members")).alias("_k"), F.col("dst").alias("value"), "members"))), 1, EVIDENCE_TOP).alias("_ev"),
-    ).select(
-        "gang_id", "n_shared_values", F.concat_ws(",", "_types").alias("link_types"), F.size("_types").alias("n_link_types"),
-        F.to_json(F.transform("_ev", lambda s: F.struct(s["value"].alias("value"), s["members"].alias("members")))).alias("evidence"),
-    )
+    # a member is linked by a value when another member used it at most window_days apart:
+    # its nearest neighbour in time among the value's uses inside the gang is close enough
+    t = F.unix_micros("ts")
+    by_time = Window.partitionBy("gang_id", "dst").orderBy(t, "src")
+    ml = ml.select("gang_id", "dst", "src", t.alias("_t"), F.lag(t).over(by_time).alias("_prev"), F.lead(t).over(by_time).alias("_next"))
+    if window_days is None:
+        near = F.col("_prev").isNotNull() | F.col("_next").isNotNull()
+    else:
+        w_us = int(window_days * 86_400 * 1_000_000)
+        near = ((F.col("_t") - F.col("_prev")) <= w_us) | ((F.col("_next") - F.col("_t")) <= w_us)
+    per_value = (ml.filter(near).groupBy("gang_id", "dst").agg(F.countDistinct("src").alias("members"))
+                 .filter(F.col("members") >= 2).select("gang_id", F.col("dst").alias("value"), "members"))
+    n_values = per_value.groupBy("gang_id").agg(F.count(F.lit(1)).alias("n_shared_values"))
+    evidence = per_value.unionByName(bursts).groupBy("gang_id").agg(
+        F.slice(F.sort_array(F.collect_list(F.struct((-F.col("members")).alias("_k"), "value", "members"))), 1, EVIDENCE_TOP).alias("_ev"),
+    ).select("gang_id", F.to_json(F.transform("_ev", lambda s: F.struct(s["value"].alias("value"), s["members"].alias("members")))).alias("evidence"))
     n = F.col("size")
     return (
-        base.join(n_links, "gang_id", "left").join(inside, "gang_id", "left").join(evidence, "gang_id", "left")
+        base.join(n_links, "gang_id", "left").join(pair_stats, "gang_id", "left").join(n_values, "gang_id", "left")
+        .join(evidence, "gang_id", "left")
         .select(
             "gang_id", "component_id", "method", "size", "n_applicants", "n_bad_known", "bad_rate_known", "first_ts", "last_ts",
             "age_days", "span_hours", "apps_per_hour", "max_apps_24h",
@@ -144,8 +163,8 @@ def summarize_gangs(members: DataFrame, links: DataFrame, pairs: DataFrame, apps
             (F.coalesce("n_pairs", F.lit(0)) / (n * (n - 1) / 2)).alias("density"),
             F.coalesce("n_links", F.lit(0)).cast("long").alias("n_links"),
             F.coalesce("n_shared_values", F.lit(0)).cast("long").alias("n_shared_values"),
-            F.coalesce("n_link_types", F.lit(0)).cast("long").alias("n_link_types"),
-            F.coalesce("link_types", F.lit("")).alias("link_types"),
+            F.coalesce(F.size("_types"), F.lit(0)).cast("long").alias("n_link_types"),
+            F.coalesce(F.concat_ws(",", "_types"), F.lit("")).alias("link_types"),
             F.coalesce("evidence", F.lit("[]")).alias("evidence"),
         )
     )

@@ -88,7 +88,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     # a scalar: components that came out as more than one community
     split = partition.groupBy("component").agg(F.countDistinct("community").alias("k")).filter(F.col("k") > 1).count()
     as_of = dt.datetime.combine(ctx.run_date + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
-    summary = summarize_gangs(members, links, pairs, apps, bad, as_of_ts=as_of)
+    summary = summarize_gangs(members, links, pairs, apps, bad, as_of_ts=as_of, window_days=g.link_window_days)
 
     w = dict(partition_col=S.RUN_DATE, partitions=[ctx.run_date_str], run_id=ctx.run_id)
     m = store.write(with_run_date(members, ctx, S.GANG_MEMBERS), T.GANG_MEMBERS.uri(cfg), description=T.GANG_MEMBERS.description, **w)

@@ -180,10 +180,10 @@ GANGS = [
     Column("n_pairs", LongType(), "linked member pairs (sharing a non-hub value inside the link window, or a GPS burst)", False),
     Column("density", DoubleType(), "n_pairs / (size * (size - 1) / 2)", False),
     Column("n_links", LongType(), "application-attribute links of the members (non-hub, linking types)", False),
-    Column("n_shared_values", LongType(), "attribute values shared by at least two members (attribute diversity)", False),
-    Column("n_link_types", LongType(), "attribute types among the shared values (attribute diversity)", False),
-    Column("link_types", StringType(), "the shared values' types, comma-separated, sorted", False),
-    Column("evidence", StringType(), "JSON list of the attribute vertices linking members, with how many members each links (most first, top 20)", False),
+    Column("n_shared_values", LongType(), "attribute values linking at least two members, used at most graph.link_window_days apart (attribute diversity)", False),
+    Column("n_link_types", LongType(), "link types among the gang's linked pairs (attribute types and gps_burst; attribute diversity)", False),
+    Column("link_types", StringType(), "the link types of the gang's linked pairs (attribute types, gps_burst), comma-separated, sorted", False),
+    Column("evidence", StringType(), "JSON list of what links the members, most members first (top 20): each attribute value ('type:value') linking >= 2 members inside the link window with how many it links, and 'gps_burst' with the members in GPS bursts together", False),
     Column(RUN_DATE, StringType(), "run date (partition)", False),
 ]
 SUPER_NODES = [

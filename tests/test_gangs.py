@@ -70,7 +70,7 @@ def test_time_window_and_distinct_applicants(spark):
                                                          ("x3", "g:x1", "c:x1", "component")],
                                                         "application_id string, gang_id string, component_id string, method string"))
     outcomes = spark.createDataFrame([("x2", T0 + 10 * day), ("x3", T0 + 400 * day)], "application_id string, known_ts timestamp")
-    summary = summarize_gangs(members, links, pairs, apps, outcomes, as_of_ts=T0 + 30 * day)
+    summary = summarize_gangs(members, links, pairs, apps, outcomes, as_of_ts=T0 + 30 * day, window_days=30.0)
     row = summary.first().asDict()
     # x3's bad outcome becomes known after the as-of time: not counted
     assert (row["gang_id"], row["size"], row["n_applicants"], row["n_bad_known"], row["n_links"]) == ("g:x1", 3, 3, 1, 6)
@@ -135,8 +135,69 @@ def test_hub_thresholds_are_robust_fences_bounded_by_cap_and_floor(spark):
     assert (th["phone"]["threshold"], th["phone"]["bound"]) == (10, "floor")
     # a type without shared values falls back to its cap
     assert (th["device"]["threshold"], th["device"]["bound"], th["device"]["n_shared"]) == (25, "cap", 0)
+    assert th["ip"]["bound"] == "robust" and 10 < th["ip"]["threshold"] < 35  # nat2 (35) is far below the cap (500)
     hubs = detect_super_nodes(vertices, hub_thresholds(vertices, max_degree=caps, robust_k=3.0, min_log_scale=0.5, min_degree=10))
-    assert {r["id"] for r in hubs.collect()} == {"ip:nat1", "ip:nat2", "phone:dealer"} - ({"ip:nat2"} if 35 <= th["ip"]["threshold"] else set())
+    assert {r["id"] for r in hubs.collect()} == {"ip:nat1", "ip:nat2", "phone:dealer"}
+
+
+def test_a_hub_under_its_cap_is_caught_by_the_robust_fence_and_links_no_strangers(spark):
+    """The hard cap is generous (500 per IP); 100 strangers behind one carrier NAT IP stay
+    under it. Home IPs are shared by 2-3 people, so the robust fence (about 40 here) flags the
+    NAT IP, and no connected component holds two of the strangers; the gang behind the same
+    IP is still found through its own device."""
+    caps = {"device": 25, "phone": 15, "ip": 500, "gps": 60, "email": 10, "employer": 500, "referrer": 80}
+    rows = []
+    for h in range(150):  # households: one home IP, 2 or 3 people, the same day
+        for k in range(2 + (h % 3 == 0)):
+            rows.append((f"h{h}-{k}", f"P-h{h}-{k}", T0 + dt.timedelta(minutes=h), f"dev-h{h}-{k}", f"ph-h{h}-{k}", f"192.168.{h}.1",
+                         None, None, None, None))
+    strangers = [f"s{i:03d}" for i in range(100)]
+    rows += [(a, f"P-{a}", T0 + dt.timedelta(minutes=i), f"dev-{a}", f"ph-{a}", "10.0.0.1", None, None, None, None)
+             for i, a in enumerate(strangers)]
+    rows += [(f"g{i}", f"P-g{i}", T0 + dt.timedelta(hours=i), "dev-gang", f"ph-g{i}", "10.0.0.1", None, None, None, None)
+             for i in range(4)]
+    members, hubs, _, _, pairs = _gangs(spark, rows, caps=caps)
+    hub = {r["id"]: r for r in hubs.collect()}
+    assert set(hub) == {"ip:10.0.0.1"} and hub["ip:10.0.0.1"]["bound"] == "robust" and hub["ip:10.0.0.1"]["threshold"] < 100
+    linked = pairs.select(F.col("src").alias("id")).unionByName(pairs.select(F.col("dst").alias("id"))).distinct()
+    comps = connected_components(linked, pairs).filter(F.col("id").isin(*[f"app:{a}" for a in strangers]))
+    assert comps.groupBy("component").count().filter(F.col("count") > 1).count() == 0
+    got = {r["application_id"]: r["gang_id"] for r in members.collect()}
+    assert {a: got.get(a) for a in ("g0", "g1", "g2", "g3")} == {a: "g:g0" for a in ("g0", "g1", "g2", "g3")}
+    assert not set(got) & set(strangers)  # (three people on one home IP the same day do come out: the household caveat)
+
+
+def test_evidence_is_what_formed_the_gang(spark):
+    """Evidence, link types and shared values follow the links that made the gang: a value
+    two members used outside the link window is no evidence, and a gang held together by a
+    GPS burst says so."""
+    from riskgraph.features.gangs import add_pair_links
+
+    caps = {t: 50 for t in ("device", "phone", "ip", "gps", "email", "employer", "referrer")}
+    day = dt.timedelta(days=1)
+    rows = [  # three people on one device within days; x1 and x3 also used one e-mail, 50 days apart
+        ("x1", "X1", T0, "d-x", "p-x1", None, None, "e-old", None, None),
+        ("x2", "X2", T0 + day, "d-x", "p-x2", None, None, None, None, None),
+        ("x3", "X3", T0 + 2 * day, "d-x", "p-x3", None, None, None, None, None),
+        ("x4", "X4", T0 + 50 * day, "d-x4", "p-x4", None, None, "e-old", None, None),
+        # four strangers in one GPS burst, sharing nothing else
+        *[(f"b{i}", f"B{i}", T0 + i * dt.timedelta(minutes=30), f"d-b{i}", f"p-b{i}", None, None, None, None, None) for i in range(4)],
+    ]
+    _, _, links, apps, pairs = _gangs(spark, rows, caps=caps)
+    burst = spark.createDataFrame([(f"app:b{i}", f"app:b{j}") for i in range(4) for j in range(i)], "src string, dst string")
+    pairs = add_pair_links(pairs, burst, weight=1.0, link_type="gps_burst")
+    linked = pairs.select(F.col("src").alias("id")).unionByName(pairs.select(F.col("dst").alias("id"))).distinct()
+    members = gang_members(split_components(connected_components(linked, pairs), pairs, min_component_size=4), apps, min_size=3)
+    outcomes = spark.createDataFrame([], "application_id string, known_ts timestamp")
+    got = {r["gang_id"]: r.asDict() for r in summarize_gangs(members, links, pairs, apps, outcomes, as_of_ts=T0 + 60 * day,
+                                                               window_days=30.0).collect()}
+    assert set(got) == {"g:x1", "g:b0"}
+    x = got["g:x1"]
+    assert (x["n_shared_values"], x["link_types"], x["n_link_types"]) == (1, "device", 1)
+    assert x["evidence"] == '[{"value":"device:d-x","members":3}]'  # the e-mail 50 days apart is not evidence
+    b = got["g:b0"]
+    assert (b["n_shared_values"], b["link_types"], b["n_link_types"], b["n_pairs"]) == (0, "gps_burst", 1, 6)
+    assert b["evidence"] == '[{"value":"gps_burst","members":4}]'
 
 
 @pytest.mark.parametrize("seed", range(5))
