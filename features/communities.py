@@ -56,6 +56,7 @@ class CommunityStats:
     components_to_leiden: int = 0
     components_to_lpa: int = 0
     lpa_rounds: int = 0
+    lpa_converged: bool = True  # False: label propagation stopped at lpa_max_iter with labels still changing
 
 
 def leiden_partition(vertex_ids: list[str], src: list[str], dst: list[str], weight: list[float], *, objective: str,
@@ -89,6 +90,9 @@ def _leiden_per_component(edges: DataFrame, *, objective: str, resolution: float
     """Leiden on each component, one task per component. Needs edges(component, src, dst, weight)."""
 
     def run(pdf: pd.DataFrame) -> pd.DataFrame:
+        # rows arrive in shuffle order, which depends on partitioning; igraph's result depends
+        # on the edge order, so fix it
+        pdf = pdf.sort_values(["src", "dst"], kind="stable", ignore_index=True)
         ids = sorted(set(pdf["src"]) | set(pdf["dst"]))
         res = resolution
         if objective == "modularity":
@@ -117,7 +121,7 @@ def label_propagation(edges: DataFrame, *, max_iter: int, checkpoint_every: int 
     both = cut_lineage(both)
     labels = cut_lineage(both.select(F.col("src").alias("id")).distinct().withColumn("label", F.col("id")))
     best = Window.partitionBy("id").orderBy(F.desc("votes"), F.asc("label"))
-    rounds = 0
+    rounds, changed = 0, 0
     for rounds in range(1, max_iter + 1):
         votes = (
             both.join(labels.select(F.col("id").alias("dst"), "label"), "dst")
@@ -133,8 +137,13 @@ def label_propagation(edges: DataFrame, *, max_iter: int, checkpoint_every: int 
         log.info("label propagation: round %d, %d labels changed", rounds, changed)
         if changed == 0:
             break
+    if changed:
+        log.warning("label propagation stopped at communities.lpa_max_iter=%d with %d labels still changing: the "
+                    "communities of the largest components are not settled; raise lpa_max_iter or leiden_max_edges",
+                    max_iter, changed)
     if stats is not None:
         stats.lpa_rounds = rounds
+        stats.lpa_converged = not changed
     # Name each community by its smallest member, like every other id in riskgraph.
     named = labels.withColumn("community", F.min("id").over(Window.partitionBy("label")))
     return named.select("id", "community")

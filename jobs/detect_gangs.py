@@ -115,7 +115,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
             "hub_thresholds": {r["type"]: {"threshold": r["threshold"], "bound": r["bound"], "cap": r["cap"],
                                            "fence": round(r["fence"], 1), "median_degree": r["median_degree"]} for r in th},
             "graph_backend": backend, "cc_rounds": cc_stats.rounds, "components_leiden": c_stats.components_to_leiden,
-            "components_lpa": c_stats.components_to_lpa, "components_cut": split, "lpa_rounds": c_stats.lpa_rounds,
+            "components_lpa": c_stats.components_to_lpa, "components_cut": split, "lpa_rounds": c_stats.lpa_rounds, "lpa_converged": c_stats.lpa_converged,
             "gang_modularity": quality.pop("modularity"), "gang_cpm_quality": quality.pop("cpm_quality"),
             "gang_table": T.GANGS.uri(cfg), "gang_quality_by_size": by_size, "stage_seconds": clock.seconds, **quality}
 

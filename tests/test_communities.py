@@ -96,8 +96,21 @@ def test_leiden_on_lfr_benchmark_graphs(spark, seed):
     ids = sorted(truth)
     nmi = normalized_mutual_info_score([truth[v] for v in ids], [got[v][0] for v in ids])
     assert nmi >= 0.9, nmi
-    again, _ = _communities(spark, edges, min_component_size=4, objective="modularity", resolution=1.0)
+    # the same graph with its rows in another order (another shuffle order per component)
+    again, _ = _communities(spark, edges[::-1], min_component_size=4, objective="modularity", resolution=1.0)
     assert again == got
+
+
+def test_label_propagation_that_does_not_settle_says_so(spark, caplog):
+    from riskgraph.features.communities import CommunityStats, label_propagation
+
+    path = spark.createDataFrame([(f"v{i:02d}", f"v{i + 1:02d}", 1.0) for i in range(12)], EDGES)
+    stats = CommunityStats()
+    label_propagation(path, max_iter=1, stats=stats).count()
+    assert (stats.lpa_rounds, stats.lpa_converged) == (1, False) and "still changing" in caplog.text
+    stats = CommunityStats()
+    label_propagation(path, max_iter=50, stats=stats).count()
+    assert stats.lpa_converged and stats.lpa_rounds < 50
 
 
 def test_leiden_partition_is_deterministic_and_seeded():
