@@ -7,10 +7,11 @@ numpy arrays and pandas frames, because the credit model trains on one machine b
 KS convention (the credit-risk one, as in ``toad.metrics.KS``): the maximum distance
 between the empirical CDFs of the model score among bads (label 1) and among goods
 (label 0), taken over every score threshold. It equals the two-sample Kolmogorov-Smirnov
-statistic ``scipy.stats.ks_2samp(score[y == 1], score[y == 0]).statistic``. Tied scores
-are one threshold: a cut can never separate two applications with the same score. (toad's
-row-wise cumulative sum evaluates inside a block of ties too, and so can overstate KS when
-scores tie; without ties the two agree.)
+statistic ``scipy.stats.ks_2samp(score[y == 1], score[y == 0]).statistic``, which is also
+exactly what ``toad.metrics.KS`` computes. Tied scores are one threshold: a cut can never
+separate two applications with the same score. (A row-wise cumulative sum over sorted
+scores, a common hand-rolled KS, evaluates inside a block of ties too and can overstate KS
+when scores tie; without ties all of these agree.)
 """
 from __future__ import annotations
 

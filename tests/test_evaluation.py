@@ -51,11 +51,26 @@ def test_ks_statistic_reproduces_toads_published_value():
 
 
 def test_ks_statistic_ties_are_one_threshold():
-    # Scores tie across classes: no cut separates them, so KS is 0.5, not toad's row-wise 1.0.
+    # Scores tie across classes: no cut separates them, so KS is 0.5, not a row-wise cumsum's 1.0.
+    import toad
+
     y = np.array([1, 0, 1, 0])
     s = np.array([0.7, 0.7, 0.2, 0.9])
     assert E.ks_statistic(y, s) == pytest.approx(ks_2samp([0.7, 0.2], [0.7, 0.9]).statistic)
-    assert E.ks_statistic(y, s) == 0.5
+    assert E.ks_statistic(y, s) == 0.5 == toad.metrics.KS(s, y)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ks_statistic_equals_toad(seed):
+    """toad.metrics.KS itself, on scores with and without ties (rounded scores tie a lot)."""
+    import toad
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 400)
+    s = rng.random(400) + 0.3 * y
+    if seed % 2:
+        s = np.round(s, 1)
+    assert E.ks_statistic(y, s) == pytest.approx(toad.metrics.KS(s, y), abs=1e-12)
 
 
 @pytest.mark.parametrize("y, s, message", [
