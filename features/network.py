@@ -241,6 +241,9 @@ def assemble_features(apps: DataFrame, sharing: DataFrame, pit: DataFrame, *extr
     """One row per application in ``apps`` with exactly ``columns`` (the catalog order).
     ``extras`` are further per-application frames keyed by application_id. Missing counts
     are 0; applications outside any multi-application component get size 1 and zeros.
+    ``prior_apps_same_applicant`` is never filled: every application links to its own
+    applicant, so ``sharing`` has a row for each; a null there means that join lost the
+    row, and the write's null-rate gate stops it.
     Needs apps(application_id, applicant_id, application_ts)."""
     require_columns(apps, ["application_id", "applicant_id", "application_ts"], "assemble_features")
     base = apps.select("application_id", "applicant_id", F.col("application_ts").alias("as_of_ts"),
@@ -248,7 +251,8 @@ def assemble_features(apps: DataFrame, sharing: DataFrame, pit: DataFrame, *extr
     df = base.join(sharing, "application_id", "left").join(pit, "application_id", "left")
     for extra in extras:
         df = df.join(extra, "application_id", "left")
-    fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_")) and c not in ("pit_component_size", "pit_component_age_days")}
+    fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_"))
+             and c not in ("pit_component_size", "pit_component_age_days", "prior_apps_same_applicant")}
     fills["pit_component_size"] = 1
     df = df.fillna(fills).fillna({"pit_component_age_days": 0.0})
     return df.select(*columns)

@@ -170,11 +170,11 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     log.info("feature table %s version %d (%d network features); bronze versions %s",
              feature_uri, feature_version, len(network), versions)
 
-    spine_df = E.build_labelled_spine(
-        store.read(spark, T.BRONZE_APPLICATIONS.uri(cfg)),
-        store.read(spark, T.BRONZE_APPLICANTS.uri(cfg)),
-        store.read(spark, T.BRONZE_OUTCOMES.uri(cfg)),
-        store.read(spark, feature_uri, version=feature_version),  # pinned: the version we record
+    spine_df = E.build_labelled_spine(  # every read pinned to the versions recorded above
+        store.read(spark, T.BRONZE_APPLICATIONS.uri(cfg), version=versions["applications"]),
+        store.read(spark, T.BRONZE_APPLICANTS.uri(cfg), version=versions["applicants"]),
+        store.read(spark, T.BRONZE_OUTCOMES.uri(cfg), version=versions["outcomes"]),
+        store.read(spark, feature_uri, version=feature_version),
         run_date=ctx.run_date, target_days=ev.target_days, network_features=network,
     )
     # Bounded: one row per matured application with ~40 numeric columns (100k applications

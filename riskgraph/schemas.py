@@ -228,7 +228,7 @@ def gps_burst_column(radius_m: float, hours: float) -> str:
 
 
 def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ...], burst_hours: int,
-                   gps_burst: tuple[float, float]) -> list[FeatureSpec]:
+                   gps_burst: tuple[float, float], link_types: tuple[str, ...]) -> list[FeatureSpec]:
     specs = [
         FeatureSpec("application_id", StringType(), "entity key: the application", as_of="key"),
         FeatureSpec("applicant_id", StringType(), "the applicant (join key for applicant-level data)", as_of="key"),
@@ -245,9 +245,9 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
                              f"earlier applications whose GPS point lies within {int(r)} m of this one's and that came in the {int(h)} hours before it (GPS burst; 0 without GPS)",
                              source_job="assemble_features (features/gps_bursts.py)", min_value=0))
     specs += [
-        # at most one per linking type; graph.link_types is a subset of the attribute types
+        # at most one per linking type
         FeatureSpec("pit_linked_attribute_types", LongType(), "linking attribute types (graph.link_types, not capped as super-nodes at that time) through which the application links to an earlier application used within graph.link_window_days",
-                    min_value=0, max_value=len(attribute_types)),
+                    min_value=0, max_value=len(link_types)),
         FeatureSpec("pit_component_size", LongType(), "size, including this application, of its connected component in the graph of linking attributes (graph.link_types) made of links known before its time, as gangs are built: a value links two uses at most graph.link_window_days apart, and super-node values stop linking once their prior degree reaches graph.max_degree",
                     min_value=1),
         FeatureSpec("pit_component_bad_known", LongType(), "component members whose bad outcome was known before the application time", min_value=0),
@@ -261,7 +261,7 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
 def feature_specs(cfg) -> list[FeatureSpec]:
     """The feature table's catalog for a config (attribute types, windows, burst hours)."""
     return _feature_specs(tuple(cfg.graph.attribute_types), tuple(cfg.features.windows_days), cfg.features.burst_hours,
-                          (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours))
+                          (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours), tuple(cfg.graph.link_types))
 
 
 def render_catalog_markdown(cfg) -> str:

@@ -115,6 +115,9 @@ def test_no_future_label_or_link_reaches_a_row(spark, cfg_factory):
         "pit_component_size long, pit_component_bad_known long, pit_linked_attribute_types long",
     )
     assertDataFrameEqual(got, expected)
+    # a row lost by the sharing join is not papered over with zeros: the null-rate gate sees it
+    lost = assemble_features(apps, sharing.filter(F.col("application_id") != "a3"), pit, bursts, columns=all_cols, burst_hours=24)
+    assert [r["application_id"] for r in lost.filter(F.col("prior_apps_same_applicant").isNull()).collect()] == ["a3"]
 
 
 def test_point_in_time_super_node_stops_linking(spark, cfg_factory):
