@@ -9,6 +9,7 @@ type's cap, so no "this value will become a hub" knowledge from the future leaks
 from __future__ import annotations
 
 import bisect
+import logging
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
@@ -19,6 +20,8 @@ from riskgraph.features.components import connected_components
 from riskgraph.features.graph import application_of, cap_column, star_edges, vertex_type
 from riskgraph.features.validation import require_columns
 from riskgraph.schemas import BAD_OUTCOMES
+
+log = logging.getLogger("riskgraph.features.network")
 
 DAY_US = 86_400 * 1_000_000
 APPLICANT = "applicant"
@@ -127,17 +130,23 @@ def sweep_components(events: pd.DataFrame, burst_hours: int, window_days: float 
             parent[x], x = root, parent[x]
         return root
 
-    def union(a: str, b: str) -> str:
+    def recent(ts: list[int], cutoff: int) -> list[int]:
+        # Only times inside the burst window of the current (and so of every later: the sweep
+        # runs forward) application are ever counted: older ones are dropped, which keeps a
+        # component's list as long as its last burst_hours of applications, not its history.
+        return ts[bisect.bisect_left(ts, cutoff):]
+
+    def union(a: str, b: str, cutoff: int) -> str:
         ra, rb = find(a), find(b)
         if ra == rb:
             return ra
-        if len(times[ra]) < len(times[rb]) or (len(times[ra]) == len(times[rb]) and ra > rb):
-            ra, rb = rb, ra  # keep the larger (deterministic tie-break) as root
+        if size[ra] < size[rb] or (size[ra] == size[rb] and ra > rb):
+            ra, rb = rb, ra  # union by size (deterministic tie-break)
         parent[rb] = ra
         size[ra] += size[rb]
         bad[ra] += bad[rb]
         first[ra] = min(first[ra], first[rb])
-        times[ra] = sorted(times[ra] + times.pop(rb))  # two sorted runs: timsort merges in O(n)
+        times[ra] = sorted(recent(times[ra], cutoff) + recent(times.pop(rb), cutoff))  # two sorted runs: a linear merge
         return ra
 
     events = events.sort_values(["t", "kind", "application_id", "value"], kind="mergesort", na_position="last")
@@ -185,11 +194,12 @@ def sweep_components(events: pd.DataFrame, burst_hours: int, window_days: float 
                 keys.append(node[v])
             root = keys[0]
             for k in keys[1:]:
-                root = union(root, k)
+                root = union(root, k, t - burst_us)
             root = find(root)
             size[root] += 1
             first[root] = min(first[root], t)
-            bisect.insort(times[root], t)
+            times[root] = recent(times[root], t - burst_us)
+            times[root].append(t)  # t is the latest time so far: the list stays sorted
             app_value[app] = keys[0]
         for app in bads:
             if app in app_value:
@@ -201,6 +211,7 @@ def sweep_components(events: pd.DataFrame, burst_hours: int, window_days: float 
 
 def compute_pit_components(link_counts: DataFrame, bad_events: DataFrame, *, attribute_types: tuple[str, ...],
                            max_degree: dict[str, int], burst_hours: int, buckets: int, window_days: float | None = None,
+                           events_per_bucket: int | None = None,
                            cc_backend: str = "dataframe",
                            cc_max_iter: int = 100, cc_checkpoint_every: int = 2,
                            cc_reliable_checkpoint: bool = False) -> DataFrame:
@@ -212,7 +223,9 @@ def compute_pit_components(link_counts: DataFrame, bad_events: DataFrame, *, att
     :func:`sweep_components`). Components of the linkable graph (up to the run date, without
     the window: a superset) bound where the sweep must look, so whole
     components are hashed into ``buckets`` and each bucket is replayed by
-    ``sweep_components`` on a worker.
+    ``sweep_components`` on a worker. With ``events_per_bucket`` there are more buckets when
+    the linkable events would exceed that many per bucket, so a bucket's pandas frame stays
+    bounded as history grows (a single component is never split: its events are one sweep).
 
     Needs link_counts(application_id, ts, type, value, prior_all), bad_events(application_id, known_ts).
     """
@@ -222,6 +235,11 @@ def compute_pit_components(link_counts: DataFrame, bad_events: DataFrame, *, att
     vertices = edges.select(F.col("src").alias("id")).unionByName(edges.select(F.col("dst").alias("id"))).distinct()
     comp = connected_components(vertices, edges, backend=cc_backend, max_iter=cc_max_iter, checkpoint_every=cc_checkpoint_every,
                                 reliable_checkpoint=cc_reliable_checkpoint)
+    if events_per_bucket:
+        n_events = linkable.count()
+        if n_events > buckets * events_per_bucket:
+            buckets = -(-n_events // events_per_bucket)
+            log.info("point-in-time sweep: %d linkable events -> %d buckets", n_events, buckets)
     grouped = comp.select(F.col("id").alias("application_id"), F.pmod(F.xxhash64("component"), F.lit(buckets)).alias("bucket"))
     app_events = linkable.join(grouped, "application_id").select("bucket", "application_id", _us(F.col("ts")).alias("t"), "value", F.lit(0).alias("kind"))
     bad_ev = bad_events.join(grouped, "application_id").select("bucket", "application_id", _us(F.col("known_ts")).alias("t"),

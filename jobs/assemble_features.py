@@ -41,6 +41,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     sharing = pivot_sharing_counts(counts, attribute_types=types, windows_days=windows)
     pit = compute_pit_components(counts, bad, attribute_types=tuple(cfg.graph.link_types), max_degree=dict(cfg.graph.max_degree),
                                  burst_hours=cfg.features.burst_hours, buckets=cfg.features.sweep_buckets,
+                                 events_per_bucket=cfg.features.sweep_events_per_bucket,
                                  window_days=cfg.graph.link_window_days,
                                  cc_backend=choose_graph_backend(spark, cfg.graph_backend),
                                  cc_max_iter=cfg.graph.cc_max_iter, cc_checkpoint_every=cfg.graph.cc_checkpoint_every,

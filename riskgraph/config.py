@@ -143,6 +143,7 @@ class FeatureSettings(_Frozen):
     gps_burst_radius_m: float = Field(gt=0)
     gps_burst_hours: float = Field(gt=0)
     sweep_buckets: int = Field(gt=0)
+    sweep_events_per_bucket: int = Field(gt=0)
 
 
 class LgbmParams(_Frozen):

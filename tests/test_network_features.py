@@ -118,6 +118,10 @@ def test_no_future_label_or_link_reaches_a_row(spark, cfg_factory):
     # a row lost by the sharing join is not papered over with zeros: the null-rate gate sees it
     lost = assemble_features(apps, sharing.filter(F.col("application_id") != "a3"), pit, bursts, columns=all_cols, burst_hours=24)
     assert [r["application_id"] for r in lost.filter(F.col("prior_apps_same_applicant").isNull()).collect()] == ["a3"]
+    # more buckets when the events outgrow events_per_bucket: the same rows
+    many = compute_pit_components(counts, bad, attribute_types=types, max_degree=dict(cfg.graph.max_degree), burst_hours=24,
+                                  buckets=1, events_per_bucket=1)
+    assertDataFrameEqual(many, pit)
 
 
 def test_point_in_time_super_node_stops_linking(spark, cfg_factory):
