@@ -95,7 +95,7 @@ def igraph_yardstick(spark, cfg, run_date: str) -> dict:
 
 
 def run_size(n: int, keep: bool, extra: dict[str, str] | None = None) -> dict:
-    from riskgraph.cli import run_pipeline
+    from riskgraph.cli import STEPS, run_pipeline
     from riskgraph.config import load_config
     from riskgraph.session import get_spark
     from riskgraph.simulator import simulate_world
@@ -105,16 +105,30 @@ def run_size(n: int, keep: bool, extra: dict[str, str] | None = None) -> dict:
                  "paths.checkpoint_dir": str(work / "ckpt"), "mlflow.tracking_uri": f"sqlite:///{work}/mlflow.db",
                  "mlflow.artifact_root": str(work / "mlflow"), **(extra or {})}
     cfg = load_config("local", overrides=overrides)
+    peaks = {}
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
-        simulate_world(cfg.simulation, cfg.paths.root)
-        sim_s = time.perf_counter() - t0
-        spark = get_spark(cfg)
-        rec = run_pipeline(cfg, run_date=cfg.simulation.end_date, from_date=cfg.simulation.start_date,
-                           spark=spark, extra_seconds={"simulate": round(sim_s, 1)})
+        with PeakRSS() as m:
+            t0 = time.perf_counter()
+            simulate_world(cfg.simulation, cfg.paths.root)
+            sim_s = time.perf_counter() - t0
+            spark = get_spark(cfg)
+        peaks["simulate"] = m.peak
+        # one step at a time (same run id and session, as one nightly run) for each step's peak memory
+        rec = {"details": {}, "step_seconds": {"simulate": round(sim_s, 1)}, "total_seconds": round(sim_s, 1)}
+        for step in STEPS:
+            with PeakRSS() as m:
+                part = run_pipeline(cfg, run_date=cfg.simulation.end_date, from_date=cfg.simulation.start_date, run_id="bench",
+                                    steps=[step], spark=spark)
+            peaks[step] = m.peak
+            rec["details"].update(part.pop("details"))
+            rec["step_seconds"][step] = part.pop("step_seconds")[step]
+            rec["total_seconds"] = round(rec["total_seconds"] + rec["step_seconds"][step], 1)
+            part.pop("total_seconds", None)
+            rec.update({k: v for k, v in part.items() if v is not None})
     yard = igraph_yardstick(spark, cfg, rec["run_date"])
     gang_s = rec["step_seconds"]["detect_gangs"]
     out = {"applications": n, **rec["step_seconds"], "total_s": rec["total_seconds"], "peak_rss_gb": round(mem.peak / 2**30, 2),
+           "peak_rss_gb_by_step": {k: round(v / 2**30, 2) for k, v in peaks.items()},
            "cc_rounds": rec["details"]["detect_gangs"]["cc_rounds"], "edges": rec["details"]["build_graph"]["edges"],
            "gangs": rec["gangs"], "precision": rec["gang_pairwise_precision"], "recall": rec["gang_pairwise_recall"],
            "ari": rec["gang_ari"], "ks_uplift": rec["ks_uplift"], **yard,
@@ -147,6 +161,17 @@ def markdown(rows: list[dict]) -> str:
     return head + "\n".join("| " + " | ".join(cell(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows) + "\n"
 
 
+def markdown_memory(rows: list[dict]) -> str:
+    """Peak RSS of the process tree (driver JVM + Python workers) while each step ran. The
+    JVM keeps the heap it has grown to, so a step's peak includes what earlier steps left."""
+    steps = list(rows[0]["peak_rss_gb_by_step"]) if rows else []
+    out = "Peak RSS (GB) of the process tree while each step ran:\n\n"
+    out += "| apps | " + " | ".join(steps) + " |\n|---|" + "---|" * len(steps) + "\n"
+    for r in rows:
+        out += f"| {r['applications']:,} | " + " | ".join(f"{r['peak_rss_gb_by_step'][s]:.2f}" for s in steps) + " |\n"
+    return out
+
+
 def markdown_by_size(rows: list[dict]) -> str:
     """Gang quality per size bucket: recall by planted-gang size, precision by found-gang size."""
     out = "Gang quality by size (pairwise; recall by planted-gang size, precision by found-gang size):\n\n"
@@ -175,7 +200,7 @@ def main() -> None:
         print(f"== {n:,} applications", file=sys.stderr)
         rows.append(run_size(n, args.keep, dict(o.split("=", 1) for o in args.overrides)))
         print(json.dumps(rows[-1]), file=sys.stderr)
-    table = markdown(rows) + "\n" + markdown_by_size(rows)
+    table = markdown(rows) + "\n" + markdown_memory(rows) + "\n" + markdown_by_size(rows)
     print(table)
     if args.out:
         from _report import append_markdown
