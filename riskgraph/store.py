@@ -156,8 +156,7 @@ class DeltaRsStore:
 
         if not DeltaTable.is_deltatable(uri):
             return None
-        dt = DeltaTable(uri)
-        return None if dt.transaction_version(_app_id(run_id)) is None else _version_of_run(dt, run_id)
+        return _committed_version(DeltaTable(uri), run_id)
 
     def read(self, spark: SparkSession, uri: str, *, version: int | None = None,
              timestamp: str | None = None) -> DataFrame:
@@ -241,8 +240,9 @@ class DeltaRsStore:
                         )
                     else:
                         dt = DeltaTable(uri)
-                        if dt.transaction_version(app_id) is not None:
-                            return WriteResult(uri, _version_of_run(dt, run_id), 0, 0, False, tuple(partitions))
+                        done = _committed_version(dt, run_id)  # committed while we staged (under another lock holder)
+                        if done is not None:
+                            return WriteResult(uri, done, 0, 0, False, tuple(partitions))
                         # the schema change (added columns) goes into the data commit itself
                         dt.create_write_transaction(
                             actions, mode="overwrite", schema=Schema.from_arrow(_merged_schema(dt, schema)),
@@ -293,6 +293,11 @@ def _commit_lock(root: Path, *, timeout_s: float = LOCK_TIMEOUT_S):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _committed_version(dt, run_id: str) -> int | None:
+    """The version of this run's commit in the loaded table, or None if it has none."""
+    return None if dt.transaction_version(_app_id(run_id)) is None else _version_of_run(dt, run_id)
 
 
 def _version_of_run(dt, run_id: str) -> int:
