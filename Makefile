@@ -15,7 +15,19 @@ RISKGRAPH_ENV ?= local
 export RISKGRAPH_ENV
 KEYFILE := .secrets/pseudonym.key
 
-.PHONY: run test java venv petastorm-env clean bench
+.PHONY: run test java sysdeps venv petastorm-env clean bench
+
+# Debian packages the media layer needs: espeak-ng (synthetic speakers) and sox (telephone
+# channel). Installed here, not by hand, so a fresh machine builds with `make run` / `make test`.
+SYSDEPS := espeak-ng sox
+sysdeps:
+	@missing=""; for p in $(SYSDEPS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo ">> installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq$$missing >/dev/null \
+	    || { echo "ERROR: could not install$$missing (Debian: apt-get install -y$$missing)" >&2; exit 2; }; \
+	fi
 
 java:
 	@command -v java >/dev/null 2>&1 || { echo "ERROR: Java not found. riskgraph runs Spark, which needs a JDK 17 (Debian: apt-get install -y openjdk-17-jre-headless) on PATH or JAVA_HOME." >&2; exit 2; }
@@ -26,11 +38,13 @@ venv: $(STAMP)
 # pip's local wheel cache holds torch 2.13.0; every other package comes from PyPI.
 # The Spark provider pulls pyspark-client, which overwrites pyspark's files: reinstall
 # the pinned pyspark without deps afterwards (stack notes).
-$(STAMP): requirements.txt requirements-airflow.txt requirements-dev.txt setup.py
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-airflow.txt requirements-dev.txt setup.py
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "ERROR: $(PYTHON) not found; riskgraph needs Python 3.11." >&2; exit 2; }
+	@$(MAKE) --no-print-directory sysdeps
 	@echo ">> building $(VENV) (first time takes a few minutes)"
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements.txt -r requirements-airflow.txt -r requirements-dev.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	$(VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
 	$(VENV)/bin/pip install -q --force-reinstall --no-deps "$$(grep -E '^pyspark==' requirements.txt | cut -d' ' -f1)" 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
 	$(VENV)/bin/pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
 	touch $(STAMP)
@@ -57,10 +71,10 @@ $(KEYFILE):
 	@mkdir -p .secrets && chmod 700 .secrets
 	@$(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $(KEYFILE) && chmod 600 $(KEYFILE)
 
-run: java $(STAMP) $(KEYFILE)
+run: java sysdeps $(STAMP) $(KEYFILE)
 	RISKGRAPH_PSEUDONYM_KEY=$${RISKGRAPH_PSEUDONYM_KEY:-$$(cat $(KEYFILE))} $(VENV)/bin/riskgraph run --simulate
 
-test: java $(STAMP) $(PETASTORM_STAMP)
+test: java sysdeps $(STAMP) $(PETASTORM_STAMP)
 	$(VENV)/bin/python -m pytest -q --durations=15 tests
 
 bench: java $(STAMP) $(KEYFILE)

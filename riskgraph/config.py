@@ -45,6 +45,27 @@ class SparkSettings(_Frozen):
         return {k: str(x).lower() if isinstance(x, bool) else str(x) for k, x in (v or {}).items()}
 
 
+class SimulatedMedia(_Frozen):
+    """Knobs of the simulator's media layer (riskgraph/simulator/media.py); see conf/base.yaml."""
+
+    enabled: bool = False
+    from_date: dt.date | None = None  # media for applications on/after this date (None: all)
+    photo_size: int = Field(default=224, ge=32, le=2048)
+    call_seconds: float = Field(default=3.5, gt=0.5, le=30)
+    stealth_gang_share: float = Field(default=0.0, ge=0, le=1)
+    chain_store_share: float = Field(default=0.05, ge=0, le=1)
+    n_chain_stores: int = Field(default=3, ge=1)
+    lobby_share: float = Field(default=0.05, ge=0, le=1)
+    n_lobbies: int = Field(default=20, ge=1)
+    workplace_share: float = Field(default=0.2, ge=0, le=1)
+    gang_rooms_max: int = Field(default=3, ge=1)
+    gang_voice_share: float = Field(default=0.8, ge=0, le=1)
+    gang_template_share: float = Field(default=0.8, ge=0, le=1)
+    blacklist_share: float = Field(default=0.3, ge=0, le=1)
+    defect_rate: float = Field(default=0.003, ge=0, lt=0.1)
+    workers: int = Field(default=2, ge=1)
+
+
 class Simulation(_Frozen):
     seed: int
     n_applications: int = Field(gt=0)
@@ -69,6 +90,7 @@ class Simulation(_Frozen):
     hub_noise: float = Field(ge=0)
     shared_dealer_share: float = Field(default=0.0, ge=0, le=1)
     dirty_rate: float = Field(ge=0, lt=0.1)
+    media: SimulatedMedia = Field(default_factory=SimulatedMedia)
 
     @model_validator(mode="after")
     def _check(self) -> "Simulation":
@@ -82,6 +104,27 @@ class Simulation(_Frozen):
 class Ingest(_Frozen):
     future_tolerance_minutes: int = Field(ge=0)
     gps_grid_m: float = Field(gt=0)
+
+
+class MediaIngest(_Frozen):
+    """Rules a media item must pass to reach bronze/media (features/media_validation.py)."""
+
+    max_bytes: dict[str, int]  # per modality: background, voice, text
+    min_image_px: int = Field(gt=0)  # shorter side
+    max_image_px: int = Field(gt=0)  # longer side
+    min_audio_seconds: float = Field(gt=0)
+    max_audio_seconds: float = Field(gt=0)
+    silence_dbfs: float = Field(lt=0)  # RMS below this is a silent recording
+    min_text_chars: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MediaIngest":
+        missing = {"background", "voice", "text"} - set(self.max_bytes)
+        if missing:
+            raise ValueError(f"media.max_bytes lacks a limit for {sorted(missing)}")
+        if self.max_image_px < self.min_image_px or self.max_audio_seconds < self.min_audio_seconds:
+            raise ValueError("media: a max limit is below its min")
+        return self
 
 
 ATTRIBUTE_TYPES = ("device", "phone", "ip", "gps", "email", "employer", "referrer")
@@ -213,6 +256,7 @@ class Config(_Frozen):
     mlflow: MlflowSettings
     store: StoreSettings
     quality: QualitySettings
+    media: MediaIngest
     graph_backend: Literal["auto", "graphframes", "dataframe"]
 
     def fingerprint(self) -> dict[str, Any]:

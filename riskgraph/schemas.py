@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
+    ArrayType,
+    FloatType,
     DoubleType,
     IntegerType,
     LongType,
@@ -128,6 +130,65 @@ QUARANTINE = [
     Column("reason", StringType(), "why the row was rejected, e.g. null_key:application_id", False),
     Column("record", StringType(), "the raw row as JSON, with PII columns replaced by their pseudonyms", False),
     Column(DT, StringType(), "landing date of the raw file (partition)", False),
+]
+
+# ---------------------------------------------------------------- media (docs/media.md)
+# Kinds of media item an application (or a blacklist entry) can carry, and the modality each
+# is embedded as: photos are "background" media (the room behind the person matters), the
+# verification call is "voice", the free-text loan purpose is "text".
+MEDIA_KINDS = {"selfie": "background", "id_photo": "background", "premises": "background",
+               "call": "voice", "purpose": "text"}
+MODALITIES = ("background", "voice", "text")
+BLACKLIST_KINDS = ("voice", "background", "device", "phone")
+RAW_MEDIA_REFS = [
+    Column("application_id", StringType(), "application the media item belongs to"),
+    Column("kind", StringType(), "selfie, id_photo, premises, call or purpose"),
+    Column("uri", StringType(), "where the file is: a local path or an object-store URI"),
+]
+RAW_BLACKLISTS = [
+    Column("entry_id", StringType(), "the lender's id of the blacklist entry"),
+    Column("kind", StringType(), "voice, background, device or phone"),
+    Column("value", StringType(), "device id or phone number (PII) for device/phone entries, empty otherwise"),
+    Column("uri", StringType(), "sample recording / photo for voice/background entries, empty otherwise"),
+    Column("added_ts", StringType(), "ISO-8601 UTC time the entry was added"),
+]
+BRONZE_MEDIA = [
+    Column("media_key", StringType(), "'m:' + the first 32 hex digits of the content's SHA-256: the media item's id", False),
+    Column("application_id", StringType(), "application the item belongs to (null for a blacklist sample)"),
+    Column("blacklist_entry_id", StringType(), "blacklist entry the item is the sample of (null for an application's item)"),
+    Column("kind", StringType(), "selfie, id_photo, premises, call, purpose, or blacklist_voice / blacklist_background", False),
+    Column("modality", StringType(), "background, voice or text: which embedding table the item goes to", False),
+    Column("uri", StringType(), "where the file is", False),
+    Column("size_bytes", LongType(), "file size in bytes", False),
+    Column("content_sha256", StringType(), "SHA-256 of the file's bytes (hex)", False),
+    Column("format", StringType(), "jpeg, png, wav or text", False),
+    Column("width", IntegerType(), "image width in pixels (photos only)"),
+    Column("height", IntegerType(), "image height in pixels (photos only)"),
+    Column("duration_s", DoubleType(), "audio duration in seconds (calls only)"),
+    Column("sample_rate", IntegerType(), "audio sample rate in Hz (calls only)"),
+    Column("n_chars", IntegerType(), "characters of the decoded text (texts only)"),
+    Column("item_ts", TimestampType(), "application time (application items) or added time (blacklist samples)", False),
+    Column(DT, StringType(), "landing date of the reference row (partition)", False),
+]
+BRONZE_BLACKLISTS = [
+    Column("entry_id", StringType(), "the lender's id of the blacklist entry", False),
+    Column("kind", StringType(), "voice, background, device or phone", False),
+    Column("value_key", StringType(), "device id (device entries) or keyed pseudonym of the phone's digits (phone entries, comparable with phone_key); null for media entries"),
+    Column("media_key", StringType(), "media key of the sample (voice/background entries; see bronze/media)"),
+    Column("added_ts", TimestampType(), "UTC time the entry was added: it counts only for applications after it", False),
+    Column(DT, StringType(), "landing date of the raw file (partition)", False),
+]
+EMBEDDINGS = [
+    Column("media_key", StringType(), "media item (bronze/media.media_key)", False),
+    Column("application_id", StringType(), "application the item belongs to (null for a blacklist sample)"),
+    Column("blacklist_entry_id", StringType(), "blacklist entry the item is the sample of"),
+    Column("kind", StringType(), "media kind (selfie, id_photo, premises, call, purpose, blacklist_*)", False),
+    Column("item_ts", TimestampType(), "application time / blacklist added time of the item", False),
+    Column("model_id", StringType(), "embedding model, e.g. background-fused, voice-triplet-cnn, text-char-ngram-svd", False),
+    Column("model_version", StringType(), "version of that model (weights/config digest or registry version): a new version re-embeds everything", False),
+    Column("dim", IntegerType(), "vector length", False),
+    Column("vector", ArrayType(FloatType(), False), "L2-normalised embedding (cosine = dot product)", False),
+    Column(DT, StringType(), "landing date of the media item (partition)", False),
 ]
 
 # ---------------------------------------------------------------- graph (GraphFrames layout)
