@@ -91,7 +91,6 @@ from riskgraph.simulator.layers import (
     layer_name,
     layer_rng,
 )
-from riskgraph.simulator.formatting import _fmt_id
 from riskgraph.simulator.media import simulate_media
 from riskgraph.simulator.reference import CHANNELS, DEFAULT_DEVICE, GOOD, PRODUCTS
 from riskgraph.simulator.stealth import make_stealth_gangs
@@ -145,7 +144,8 @@ def simulate_world(sim: Simulation, root: str | Path, *, layers: Sequence[Layer]
     dirty = dirty_records(w, plan)
     write_truth(base, w, dirty)
     if sim.media.enabled:
-        pq.write_table(pa.table({"gang_id": _fmt_id("G", stealth + 1, 5)}), base / "truth" / "stealth_gangs.parquet")
+        ids = [f"G{g + 1:05d}" for g in stealth.tolist()]
+        pq.write_table(pa.table({"gang_id": pa.array(ids, pa.string())}), base / "truth" / "stealth_gangs.parquet")
 
     n = w.n_applications
     is_g = w.is_gang
