@@ -21,6 +21,22 @@ BRONZE_APPLICATIONS = Table("bronze_applications", ("bronze", "applications"), S
 BRONZE_APPLICANTS = Table("bronze_applicants", ("bronze", "applicants"), S.DT, "validated, pseudonymised applicants")
 BRONZE_OUTCOMES = Table("bronze_outcomes", ("bronze", "outcomes"), S.DT, "validated outcomes with the time each became known")
 QUARANTINE = Table("quarantine", ("bronze", "quarantine"), S.DT, "rejected raw rows with the reason, PII pseudonymised")
+BRONZE_MEDIA = Table("bronze_media", ("bronze", "media"), S.DT,
+                     "validated media items (photos, calls, texts, blacklist samples): size, SHA-256, media key, format")
+BRONZE_BLACKLISTS = Table("bronze_blacklists", ("bronze", "blacklists"), S.DT,
+                          "validated blacklist entries, phones pseudonymised, samples' media keys")
+# Its own table, not bronze/quarantine: a write replaces whole dt partitions, so sharing one
+# table would let media ingest erase the structured ingest's quarantine rows of a date (and
+# the reverse). Same QUARANTINE layout, source = media or blacklists.
+MEDIA_QUARANTINE = Table("media_quarantine", ("bronze", "media_quarantine"), S.DT,
+                         "rejected media items and blacklist rows with the reason, PII pseudonymised, no file contents")
+# One table per modality (their vectors differ in length and model); a row per (media key,
+# model id, model version), partitioned by the media item's landing date.
+EMBEDDINGS_BACKGROUND = Table("embeddings_background", ("embeddings", "background"), S.DT,
+                              "background (photo) embeddings per media item and model version")
+EMBEDDINGS_VOICE = Table("embeddings_voice", ("embeddings", "voice"), S.DT, "voiceprint (call) embeddings per media item and model version")
+EMBEDDINGS_TEXT = Table("embeddings_text", ("embeddings", "text"), S.DT, "loan-purpose text embeddings per media item and model version")
+EMBEDDINGS = {"background": EMBEDDINGS_BACKGROUND, "voice": EMBEDDINGS_VOICE, "text": EMBEDDINGS_TEXT}
 VERTICES = Table("graph_vertices", ("graph", "vertices"), S.RUN_DATE, "application-attribute graph vertices (GraphFrames layout)")
 EDGES = Table("graph_edges", ("graph", "edges"), S.RUN_DATE, "application-attribute graph edges (GraphFrames layout)")
 GANG_MEMBERS = Table("gang_members", ("gangs", "members"), S.RUN_DATE, "application → gang")
@@ -47,6 +63,11 @@ def truth_dir(cfg) -> str:
 
 def runs_dir(cfg) -> str:
     return cfg.paths.table("runs")
+
+
+def models_dir(cfg, *parts: str) -> str:
+    """Model folders the jobs fit or load (e.g. ``models/text/text-char-ngram-svd``)."""
+    return cfg.paths.table("models", *parts)
 
 
 def quality_dir(cfg) -> str:
