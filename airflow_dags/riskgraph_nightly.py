@@ -50,6 +50,18 @@ STEPS: dict[str, str] = {
 tables (applications, applicants, outcomes); every rejected row goes to the quarantine table
 with a reason. Fails when no raw applications landed for the date (check the upstream file
 drop, then clear this task) or when counts do not reconcile. Needs `RISKGRAPH_PSEUDONYM_KEY`.""",
+    "ingest_media": """\
+**ingest_media**: the media items referenced by the run date's landing (`raw/media_refs`:
+selfies, ID photos, business premises, verification calls, loan purposes) and the blacklist
+entries (`raw/blacklists`) → `bronze/media` (size, SHA-256, media key, dimensions or
+duration) and `bronze/blacklists` (phones pseudonymised); every bad item (missing, empty,
+truncated, wrong kind, too small/large, silent, too short, duplicate content) goes to
+`bronze/media_quarantine` with its reason. Files are read on the executors.""",
+    "embed": """\
+**embed**: vectors for the media not yet embedded by the configured model versions
+(backgrounds, voiceprints, texts) → `embeddings/{background,voice,text}`, batched inside
+Spark (`mapInPandas`, the model loaded once per Python worker; GPU executors through a stage
+ResourceProfile when `embed.gpu.enabled`). A re-run with nothing new writes nothing.""",
     "build_graph": """\
 **build_graph**: bronze → the application–attribute graph snapshot for the run date
 (vertices `id`/`type`/`degree`/`first_seen_ts`, edges `src`/`dst`/`relationship`/`ts`,

@@ -17,6 +17,8 @@ log = logging.getLogger("riskgraph")
 # step name → job module; the order is the nightly order
 STEPS = {
     "ingest": "riskgraph.jobs.ingest",
+    "ingest_media": "riskgraph.jobs.ingest_media",
+    "embed": "riskgraph.jobs.embed",
     "build_graph": "riskgraph.jobs.build_graph",
     "detect_gangs": "riskgraph.jobs.detect_gangs",
     "assemble_features": "riskgraph.jobs.assemble_features",
@@ -90,6 +92,7 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
     from riskgraph import tables as T
 
     ing, gang, wfs, ev = (results.get(k, {}) for k in ("ingest", "detect_gangs", "write_feature_store", "evaluate"))
+    med, emb = (results.get(k) or {} for k in ("ingest_media", "embed"))
     return {
         "run_date": ctx.run_date_str,
         "from_date": ctx.from_date.isoformat(),
@@ -100,6 +103,10 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "gang_table": T.GANGS.uri(ctx.cfg),
         "rows_in": ing.get("rows_in"),
         "rows_quarantined": ing.get("rows_quarantined"),
+        "media_in": med.get("items_in"),
+        "media_kept": med.get("kept"),
+        "media_quarantined": med.get("quarantined"),
+        "media_embedded": ({m: (d or {}).get("items_embedded") for m, d in (emb.get("embed") or {}).items()} or None),
         "feature_rows": wfs.get("feature_rows"),
         "feature_rows_written": wfs.get("feature_rows_written"),
         "gangs": gang.get("gangs"),
@@ -148,12 +155,19 @@ def _thresholds(rec: dict) -> str:
 
 def print_summary(rec: dict, stream=sys.stdout) -> None:
     ing = rec["details"].get("ingest", {}) or {}
+    med = rec["details"].get("ingest_media", {}) or {}
     lines = [
         "",
         f"riskgraph run {rec['run_id']}  (run date {rec['run_date']}, window {rec['from_date']}..{rec['run_date']}, env {rec['env']})",
         "-" * 78,
         f"  ingest        rows in {_fmt(rec['rows_in'])}, quarantined {_fmt(rec['rows_quarantined'])}"
         + (f"  ({', '.join(f'{k}: {v}' for k, v in sorted(ing.get('reasons', {}).items())[:6])})" if ing.get("reasons") else ""),
+        (f"  media         items in {_fmt(rec.get('media_in'))}, kept {_fmt(rec.get('media_kept'))}, quarantined "
+         f"{_fmt(rec.get('media_quarantined'))}"
+         + (f"  ({', '.join(f'{k}: {v}' for k, v in sorted(med.get('quarantined_by_reason', {}).items())[:6])})"
+            if med.get("quarantined_by_reason") else "")
+         + ("; embedded " + ", ".join(f"{m} {_fmt(n)}" for m, n in sorted((rec.get('media_embedded') or {}).items()))
+            if rec.get("media_embedded") else "")),
         f"  gangs         {_fmt(rec['gangs'])} gangs, {_fmt(rec['gang_members'])} member applications, "
         f"{_fmt(rec['super_nodes'])} super-nodes capped  [{rec.get('graph_backend')}]",
         f"                {_fmt(rec.get('components_cut'))} components cut into communities, modularity {_fmt(rec.get('gang_modularity'))}; "

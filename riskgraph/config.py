@@ -244,6 +244,60 @@ class QualitySettings(_Frozen):
         return self
 
 
+class EmbedModel(_Frozen):
+    """One modality's embedding model (riskgraph/embedders/registry.py)."""
+
+    enabled: bool = True
+    model: str
+    folder: str | None = None  # None: <paths.root>/models/<modality>/<model>
+    params: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(default=32, gt=0)
+
+
+class EmbedGpu(_Frozen):
+    """Stage-level scheduling of the embedding stage on GPU executors (a cluster's setting)."""
+
+    enabled: bool = False
+    executor_gpus: int = Field(default=1, ge=1)
+    task_gpus: float = Field(default=1.0, gt=0)
+    discovery_script: str | None = None
+    executor_cores: int | None = Field(default=None, ge=1)
+    executor_memory: str | None = None
+    task_cpus: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EmbedGpu":
+        if self.enabled and not self.discovery_script:
+            raise ValueError("embed.gpu.discovery_script is required when embed.gpu.enabled")
+        return self
+
+
+class TextFit(_Frozen):
+    """How `riskgraph embed` fits the char n-gram text model when its folder is missing."""
+
+    min_texts: int = Field(default=200, ge=2)
+    max_texts: int = Field(default=50000, ge=2)
+    ngram_min: int = 3
+    ngram_max: int = 5
+    n_features: int = 1048576
+    dim: int = 128
+    min_df: int = 2
+    max_columns: int = 200000
+    svd_iter: int = 7
+    seed: int = 0
+
+
+class EmbedSettings(_Frozen):
+    prefer_gpu: bool = False
+    torch_threads: int = Field(default=1, ge=1)
+    partitions: int | None = Field(default=None, ge=1)
+    gpu: EmbedGpu = Field(default_factory=EmbedGpu)
+    background: EmbedModel = EmbedModel(model="background-fused", batch_size=32)
+    voice: EmbedModel = EmbedModel(model="voice-cnn", batch_size=32)
+    text: EmbedModel = EmbedModel(model="text-char-ngram-svd", batch_size=256)
+    text_fit: TextFit = Field(default_factory=TextFit)
+
+
 class Config(_Frozen):
     env: str = "local"
     paths: Paths
@@ -257,6 +311,7 @@ class Config(_Frozen):
     store: StoreSettings
     quality: QualitySettings
     media: MediaIngest
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
     graph_backend: Literal["auto", "graphframes", "dataframe"]
 
     def fingerprint(self) -> dict[str, Any]:

@@ -68,10 +68,11 @@ def world(spark, tmp_path_factory, pipeline_log):
     end = cfg.simulation.end_date
     load = run_pipeline(cfg, run_date=end - dt.timedelta(days=1), from_date=cfg.simulation.start_date, run_id="load", spark=spark)
     steps = list(STEPS)
-    nightly = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[:4], spark=spark)
+    upto = steps.index("assemble_features") + 1
+    nightly = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[:upto], spark=spark)
     # What Spark computed, kept before write_feature_store commits (and removes) the staging folder.
     staged = pd.read_parquet(T.staged_features_dir(cfg, "nightly"))
-    rest = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[4:], spark=spark)
+    rest = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[upto:], spark=spark)
     nightly["details"].update(rest.pop("details"))
     nightly.update({k: v for k, v in rest.items() if v is not None})
     return {"cfg": cfg, "sim": sim, "load": load, "nightly": nightly, "staged": staged, "end": end, "log": pipeline_log}
@@ -133,7 +134,7 @@ def test_rerun_of_a_date_replaces_it_with_identical_rows(spark, world):
     before = store.read(spark, T.FEATURES.uri(cfg)).cache()
     gangs_before = store.read(spark, T.GANG_MEMBERS.uri(cfg)).filter(F.col("run_date") == end.isoformat()).cache()
     gangs_before.count()
-    rec = run_pipeline(cfg, run_date=end, run_id="nightly-rerun", steps=list(STEPS)[:5], spark=spark)
+    rec = run_pipeline(cfg, run_date=end, run_id="nightly-rerun", steps=list(STEPS)[:list(STEPS).index("write_feature_store") + 1], spark=spark)
     assert rec["feature_table_version"] == before_v + 1
     assertDataFrameEqual(store.read(spark, T.FEATURES.uri(cfg)), before)  # same input → same features
     assertDataFrameEqual(store.read(spark, T.GANG_MEMBERS.uri(cfg)).filter(F.col("run_date") == end.isoformat()), gangs_before)
