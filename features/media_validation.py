@@ -121,8 +121,14 @@ class MediaProbe:
     reason: str | None = None
 
 
-def media_key(sha256_hex: str) -> str:
-    """The media item's id: content-addressed, so the same bytes have the same key everywhere."""
+def media_key(sha256_hex: str, *, kind: str | None = None, application_id: str | None = None,
+              blacklist_entry_id: str | None = None) -> str:
+    """The media item's id (the Python twin of :func:`media_key_col`): content-addressed for
+    photos and recordings, so the same bytes have the same key everywhere; for a text (``kind``
+    of the text modality) the hash of its owner, kind and content."""
+    if kind is not None and modality_of(kind) == "text":
+        owner = "|".join([application_id or "", blacklist_entry_id or "", kind, sha256_hex])
+        return MEDIA_KEY_PREFIX + hashlib.sha256(owner.encode()).hexdigest()[:MEDIA_KEY_HEX]
     return MEDIA_KEY_PREFIX + sha256_hex[:MEDIA_KEY_HEX]
 
 
@@ -498,16 +504,29 @@ def probe_media_items(items: DataFrame, *, limits: MediaIngest, base_uri: str | 
     return probed.withColumn(REASONS, reasons).drop("_probe_reason")
 
 
+def media_key_col() -> Column:
+    """The item's media key: ``m:`` + 32 hex digits of its content's SHA-256 for photos and
+    recordings (exact re-use of one is what duplicate_content catches), and of (owner, kind,
+    content) for texts: the same short loan purpose ("home renovation") is written by many
+    strangers, so a text's content does not identify an item."""
+    content = F.substring("content_sha256", 1, MEDIA_KEY_HEX)
+    owner = F.concat_ws("|", F.coalesce(F.col("application_id"), F.lit("")), F.coalesce(F.col("blacklist_entry_id"), F.lit("")),
+                        F.col("kind"), F.col("content_sha256"))
+    item = F.substring(F.sha2(owner, 256), 1, MEDIA_KEY_HEX)
+    return F.concat(F.lit(MEDIA_KEY_PREFIX), F.when(_modality(F.col("kind")) == "text", item).otherwise(content))
+
+
 def flag_duplicate_content(probed: DataFrame, *, existing: DataFrame | None = None) -> DataFrame:
-    """Among items with no other reason, the same content (SHA-256) is kept once: the earliest
+    """Among photos and recordings with no other reason, the same content (SHA-256) is kept once: the earliest
     by (item_ts, application_id, kind, blacklist_entry_id, uri, dt) - a total order, so the
     choice does not depend on partitioning. The others get ``duplicate_content:<media_key>``
     and ``_duplicate_of`` (the kept item's application_id, blacklist_entry_id, kind, dt).
     ``existing`` (bronze/media outside the run's dates: media_key, application_id,
     blacklist_entry_id, kind, dt) makes content already ingested a duplicate of that row."""
     require_columns(probed, ITEM_COLUMNS + ["content_sha256"], "flag_duplicate_content")
-    ok = F.size(REASONS) == 0
-    key = F.concat(F.lit(MEDIA_KEY_PREFIX), F.substring("content_sha256", 1, MEDIA_KEY_HEX))
+    # texts are never duplicates of each other: identical short purposes are ordinary
+    ok = (F.size(REASONS) == 0) & (_modality(F.col("kind")) != "text")
+    key = media_key_col()
     order = [F.col("item_ts").asc_nulls_last(), F.col("application_id").asc_nulls_last(), F.col("kind"),
              F.col("blacklist_entry_id").asc_nulls_last(), F.col("uri"), F.col(S.DT)]
     w = Window.partitionBy("content_sha256", ok).orderBy(*order)
@@ -539,7 +558,7 @@ def split_media(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
     require_columns(flagged, ITEM_COLUMNS + [f.name for f in PROBE_FIELDS if f.name != "_probe_reason"] + [DUPLICATE_OF],
                     "split_media")
     derived = {
-        "media_key": F.concat(F.lit(MEDIA_KEY_PREFIX), F.substring("content_sha256", 1, MEDIA_KEY_HEX)),
+        "media_key": media_key_col(),
         "modality": _modality(F.col("kind")),
     }
     good = flagged.filter(F.size(REASONS) == 0).select(*[
@@ -638,7 +657,7 @@ def attach_blacklist_media(blacklists: DataFrame, flagged: DataFrame) -> DataFra
     require_columns(blacklists, ["entry_id", "kind", S.DT, REASONS, RECORD], "attach_blacklist_media")
     samples = flagged.filter(F.col("blacklist_entry_id").isNotNull()).select(
         F.col("blacklist_entry_id").alias("_entry"), F.col(S.DT).alias("_dt"),
-        F.concat(F.lit(MEDIA_KEY_PREFIX), F.substring("content_sha256", 1, MEDIA_KEY_HEX)).alias("_key"),
+        media_key_col().alias("_key"),
         F.filter(REASONS, lambda r: ~r.startswith("duplicate_content:")).alias("_bad"),
     )
     out = blacklists.join(samples, on=(F.col("entry_id") == F.col("_entry")) & (F.col(S.DT) == F.col("_dt")), how="left")

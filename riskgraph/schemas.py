@@ -153,7 +153,7 @@ RAW_BLACKLISTS = [
     Column("added_ts", StringType(), "ISO-8601 UTC time the entry was added"),
 ]
 BRONZE_MEDIA = [
-    Column("media_key", StringType(), "'m:' + the first 32 hex digits of the content's SHA-256: the media item's id", False),
+    Column("media_key", StringType(), "the media item's id: 'm:' + 32 hex digits of the content's SHA-256 (photos, recordings) or of (owner, kind, content) (texts, which strangers may write identically)", False),
     Column("application_id", StringType(), "application the item belongs to (null for a blacklist sample)"),
     Column("blacklist_entry_id", StringType(), "blacklist entry the item is the sample of (null for an application's item)"),
     Column("kind", StringType(), "selfie, id_photo, premises, call, purpose, or blacklist_voice / blacklist_background", False),

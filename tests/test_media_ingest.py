@@ -241,7 +241,7 @@ def test_each_bad_item_is_quarantined_and_good_items_are_unaffected(spark, media
     rows = []
     for a, k, u in good:
         p = MV.probe_media(Path(u).read_bytes(), k, LIMITS)
-        rows.append((MV.media_key(p.sha256), a, None, k, S.MEDIA_KINDS[k], u, p.size_bytes, p.sha256, p.format, p.width,
+        rows.append((MV.media_key(p.sha256, kind=k, application_id=a), a, None, k, S.MEDIA_KINDS[k], u, p.size_bytes, p.sha256, p.format, p.width,
                      p.height, p.duration_s, p.sample_rate, p.n_chars, times[a], DAY))
     assertDataFrameEqual(kept, spark.createDataFrame(rows, S.struct(S.BRONZE_MEDIA)))
 
@@ -288,6 +288,20 @@ def test_duplicate_content_keeps_the_earliest_deterministically(spark, tmp_path)
     assert sorted((json.loads(r["record"])["duplicate_of"]["application_id"], r["reason"]) for r in q3.collect()) == \
         [("A0", f"duplicate_content:{key}")] * 3
 
+
+
+def test_identical_texts_of_strangers_are_both_kept_with_their_own_keys(spark, tmp_path):
+    """Strangers write the same short purpose ("home renovation"): not a duplicate upload, and
+    each text keeps a key of its own (a text's key hashes its owner and kind with the content)."""
+    uris = {a: _write(tmp_path, f"{a}.txt", "home renovation".encode()) for a in ("A1", "A2")}
+    items = MV.media_ref_items(_refs(spark, [(a, "purpose", uris[a]) for a in ("A1", "A2")]),
+                               applications=_apps(spark, {"A1": _ts(9), "A2": _ts(10)}))
+    kept, q = MV.validate_media(items, limits=LIMITS)
+    rows = sorted((r["application_id"], r["media_key"], r["content_sha256"]) for r in kept.collect())
+    assert [r[0] for r in rows] == ["A1", "A2"] and q.count() == 0
+    assert rows[0][2] == rows[1][2] and rows[0][1] != rows[1][1]
+    assert [k for _, k, _ in rows] == [MV.media_key(sha, kind="purpose", application_id=a) for a, _, sha in rows]
+    assert all(k.startswith("m:") and len(k) == 34 for _, k, _ in rows)
 
 # ------------------------------------------------------------------ blacklists
 def _raw_bl(spark, rows):
