@@ -370,6 +370,10 @@ def load_config(
     raw["env"] = env
     raw["paths"] = {k: _resolve(v) for k, v in raw["paths"].items()}
     raw["mlflow"]["artifact_root"] = _resolve(raw["mlflow"]["artifact_root"])
+    for modality in ("background", "voice", "text"):  # model folders: relative to the project root
+        m = (raw.get("embed") or {}).get(modality)
+        if isinstance(m, dict) and m.get("folder"):
+            m["folder"] = _resolve(m["folder"])
     uri = raw["mlflow"]["tracking_uri"]
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         raw["mlflow"]["tracking_uri"] = "sqlite:///" + _resolve(uri[len("sqlite:///"):])
