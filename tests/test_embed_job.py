@@ -194,8 +194,7 @@ def text_world(spark, cfg_factory, monkeypatch):
     2026-02-01 in conf/test.yaml), an undecodable file and a missing one."""
     from riskgraph.jobs import embed as job
 
-    monkeypatch.setitem(job.DEFAULT_SETTINGS, "text_fit", {**job.DEFAULT_SETTINGS["text_fit"], "min_texts": 5, "dim": 8})
-    cfg = cfg_factory()
+    cfg = cfg_factory(**{"embed.text_fit.min_texts": 5, "embed.text_fit.dim": 8})
     root = Path(cfg.paths.root)
     files = {}
     files |= write_texts(root, "2026-01-20", 0, 12, dt.datetime(2026, 1, 20, tzinfo=UTC))
