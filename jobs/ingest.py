@@ -27,8 +27,9 @@ class IngestError(RuntimeError):
     pass
 
 
-def _earlier(store, spark, table: T.Table, cfg, dates: list[str], cols: list[str]) -> DataFrame | None:
-    """Keys already in bronze outside the partitions this run replaces."""
+def earlier_rows(store, spark, table: T.Table, cfg, dates: list[str], cols: list[str]) -> DataFrame | None:
+    """Rows (their ``cols``) already in bronze outside the partitions this run replaces (also
+    used by ingest_media)."""
     if store.version(table.uri(cfg)) is None:
         return None
     return store.read(spark, table.uri(cfg)).filter(~F.col(S.DT).isin(dates)).select(*cols)
@@ -52,25 +53,25 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
 
     apps = V.validate_applications(raw["applications"], key=key, future_tolerance_minutes=tol, gps_grid_m=grid)
     apps = V.flag_duplicates(apps, keys=["application_id"], order_by=["application_ts", S.DT],
-                             existing_keys=_earlier(store, spark, T.BRONZE_APPLICATIONS, cfg, dates, ["application_id"]))
+                             existing_keys=earlier_rows(store, spark, T.BRONZE_APPLICATIONS, cfg, dates, ["application_id"]))
     validated = {"applications": apps.persist(StorageLevel.MEMORY_AND_DISK)}
 
     if raw["applicants"] is not None:
         people = V.validate_applicants(raw["applicants"], key=key)
         validated["applicants"] = V.flag_duplicates(
             people, keys=["applicant_id"], order_by=[S.DT],
-            existing_keys=_earlier(store, spark, T.BRONZE_APPLICANTS, cfg, dates, ["applicant_id"]),
+            existing_keys=earlier_rows(store, spark, T.BRONZE_APPLICANTS, cfg, dates, ["applicant_id"]),
         ).persist(StorageLevel.MEMORY_AND_DISK)
 
     if raw["outcomes"] is not None:
         outs = V.validate_outcomes(raw["outcomes"], future_tolerance_minutes=tol)
         good_apps = validated["applications"].filter(F.size(V.REASONS) == 0).select("application_id", "application_ts")
-        earlier_apps = _earlier(store, spark, T.BRONZE_APPLICATIONS, cfg, dates, ["application_id", "application_ts"])
+        earlier_apps = earlier_rows(store, spark, T.BRONZE_APPLICATIONS, cfg, dates, ["application_id", "application_ts"])
         known_apps = good_apps if earlier_apps is None else good_apps.unionByName(earlier_apps)
         outs = V.flag_orphans(outs, known_apps)
         validated["outcomes"] = V.flag_duplicates(
             outs, keys=["application_id", "outcome"], order_by=["known_ts", S.DT],
-            existing_keys=_earlier(store, spark, T.BRONZE_OUTCOMES, cfg, dates, ["application_id", "outcome"]),
+            existing_keys=earlier_rows(store, spark, T.BRONZE_OUTCOMES, cfg, dates, ["application_id", "outcome"]),
         ).persist(StorageLevel.MEMORY_AND_DISK)
 
     metrics: dict = {"rows_in": 0, "rows_kept": 0, "rows_quarantined": 0, "by_table": {}, "reasons": {}}

@@ -27,6 +27,7 @@ from riskgraph.features import media_validation as MV
 from riskgraph.features import validation as V
 from riskgraph.io import read_raw_csv
 from riskgraph.pseudonym import pseudonym_key
+from riskgraph.jobs.ingest import earlier_rows
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
 
@@ -39,13 +40,6 @@ ITEMS_PER_READ_TASK = 500
 
 class MediaIngestError(RuntimeError):
     pass
-
-
-def _earlier(store, spark, table: T.Table, cfg, dates: list[str], cols: list[str]) -> DataFrame | None:
-    """Rows already in bronze outside the partitions this run replaces."""
-    if store.version(table.uri(cfg)) is None:
-        return None
-    return store.read(spark, table.uri(cfg)).filter(~F.col(S.DT).isin(dates)).select(*cols)
 
 
 def _typed(df: DataFrame, columns: list[S.Column]) -> DataFrame:
@@ -90,7 +84,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     if bl_raw is not None:
         bl = MV.validate_blacklists(bl_raw, key=pseudonym_key(), future_tolerance_minutes=cfg.ingest.future_tolerance_minutes)
         bl = V.flag_duplicates(bl, keys=["entry_id"], order_by=["added_ts", S.DT],
-                               existing_keys=_earlier(store, spark, T.BRONZE_BLACKLISTS, cfg, dates, ["entry_id"]))
+                               existing_keys=earlier_rows(store, spark, T.BRONZE_BLACKLISTS, cfg, dates, ["entry_id"]))
         bl = bl.persist(StorageLevel.MEMORY_AND_DISK)
         persisted.append(bl)
         item_frames.append(MV.blacklist_media_items(bl))
@@ -117,7 +111,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     log.info("probed %d item(s) in %d task(s): %.1f MB read in %.1f s", stats["n"], tasks, stats["bytes"] / 1e6, seconds["probe"])
 
     t = time.perf_counter()
-    earlier_media = _earlier(store, spark, T.BRONZE_MEDIA, cfg, dates, ["media_key", "application_id", "blacklist_entry_id", "kind", S.DT])
+    earlier_media = earlier_rows(store, spark, T.BRONZE_MEDIA, cfg, dates, ["media_key", "application_id", "blacklist_entry_id", "kind", S.DT])
     flagged = MV.flag_duplicate_content(probed, existing=earlier_media).persist(StorageLevel.MEMORY_AND_DISK)
     persisted.append(flagged)
     kept, media_q = MV.split_media(flagged)
