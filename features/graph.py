@@ -11,18 +11,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from riskgraph.features.validation import require_columns
+from riskgraph import link_sources as LS
 from riskgraph.schemas import RELATIONSHIP
 
-# bronze column holding each attribute type's value
-ATTRIBUTE_COLUMN = {
-    "device": "device_id",
-    "phone": "phone_key",
-    "ip": "ip",
-    "gps": "gps_cell",
-    "email": "email_key",
-    "employer": "employer",
-    "referrer": "referrer_code",
-}
 APP_PREFIX = "app:"
 
 
@@ -39,27 +30,36 @@ def application_of(vertex_id: Column) -> Column:
     return F.substring(vertex_id, len(APP_PREFIX) + 1, 1 << 30)
 
 
-def build_edges(apps: DataFrame, *, attribute_types: tuple[str, ...]) -> DataFrame:
-    """One edge per application and non-null attribute value.
-
-    Needs application_id, application_ts and the attribute columns of ``ATTRIBUTE_COLUMN``;
-    returns src, dst, relationship, ts.
-    """
-    cols = [ATTRIBUTE_COLUMN[t] for t in attribute_types]
-    require_columns(apps, ["application_id", "application_ts", *cols], "build_edges")
-    links = F.array(*[
-        F.struct(F.lit(t).alias("type"), F.col(ATTRIBUTE_COLUMN[t]).cast("string").alias("value"))
-        for t in attribute_types
-    ])
+def column_links(apps: DataFrame, *, types: tuple[str, ...]) -> DataFrame:
+    """Links of the column sources among ``types`` (riskgraph/link_sources.py): one row per
+    application and non-null value, in the registry's long layout application_id, ts, type,
+    value. Needs application_id, application_ts and each source's column."""
+    sources = [LS.get(t) for t in types if LS.get(t).column is not None]
+    require_columns(apps, ["application_id", "application_ts", *[s.column for s in sources]], "column_links")
+    if not sources:
+        return apps.sparkSession.createDataFrame([], LINKS_SCHEMA)
+    structs = F.array(*[F.struct(F.lit(s.type).alias("type"), F.col(s.column).cast("string").alias("value")) for s in sources])
     return (
-        apps.select(app_vertex(F.col("application_id")).alias("src"), F.col("application_ts").alias("ts"), F.explode(links).alias("l"))
+        apps.select("application_id", F.col("application_ts").alias("ts"), F.explode(structs).alias("l"))
         .filter(F.col("l.value").isNotNull())
-        .select(
-            "src",
-            F.concat_ws(":", F.col("l.type"), F.col("l.value")).alias("dst"),
-            F.element_at(F.create_map(*[x for t in attribute_types for x in (F.lit(t), F.lit(RELATIONSHIP[t]))]), F.col("l.type")).alias("relationship"),
-            "ts",
-        )
+        .select("application_id", "ts", F.col("l.type").alias("type"), F.col("l.value").alias("value"))
+    )
+
+
+LINKS_SCHEMA = "application_id string, ts timestamp, type string, value string"
+
+
+def build_edges(links: DataFrame) -> DataFrame:
+    """The graph's edges from links of any sources (application_id, ts, type, value): src
+    ('app:<id>'), dst ('<type>:<value>'), relationship (the source's edge label), ts.
+    Duplicate (application, vertex) links keep their earliest time."""
+    require_columns(links, ["application_id", "ts", "type", "value"], "build_edges")
+    rel = F.create_map(*[x for t, r in RELATIONSHIP.items() for x in (F.lit(t), F.lit(r))])
+    return (
+        links.filter(F.col("value").isNotNull())
+        .select(app_vertex(F.col("application_id")).alias("src"), F.concat_ws(":", "type", "value").alias("dst"),
+                F.element_at(rel, F.col("type")).alias("relationship"), "ts")
+        .groupBy("src", "dst", "relationship").agg(F.min("ts").alias("ts"))
     )
 
 

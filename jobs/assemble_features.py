@@ -8,6 +8,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from riskgraph import link_sources as LS
 from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features.components import choose_graph_backend
@@ -30,7 +31,7 @@ log = logging.getLogger("riskgraph.assemble_features")
 def run(spark: SparkSession, ctx: JobContext) -> dict:
     cfg = ctx.cfg
     store = choose_store(spark, cfg.store.backend)
-    types, windows = tuple(cfg.graph.attribute_types), tuple(cfg.features.windows_days)
+    types, windows = LS.with_feature(cfg.graph.sources, "sharing"), tuple(cfg.features.windows_days)
     apps = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICATIONS)
     edges = snapshot(spark, store, ctx, T.EDGES)
     bad = bad_known_events(bronze_as_of(spark, store, ctx, T.BRONZE_OUTCOMES))

@@ -127,9 +127,6 @@ class MediaIngest(_Frozen):
         return self
 
 
-ATTRIBUTE_TYPES = ("device", "phone", "ip", "gps", "email", "employer", "referrer")
-
-
 class SuperNodeSettings(_Frozen):
     robust_k: float = Field(gt=0)
     min_log_scale: float = Field(gt=0)
@@ -155,7 +152,7 @@ class GpsBurstLinks(_Frozen):
 
 
 class GraphSettings(_Frozen):
-    attribute_types: tuple[str, ...]
+    sources: tuple[str, ...]  # enabled link sources (riskgraph/link_sources.py)
     link_types: tuple[str, ...]
     max_degree: dict[str, int]
     super_nodes: SuperNodeSettings
@@ -169,12 +166,16 @@ class GraphSettings(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "GraphSettings":
-        unknown = set(self.attribute_types) - set(ATTRIBUTE_TYPES)
+        from riskgraph.link_sources import SOURCES
+
+        unknown = set(self.sources) - set(SOURCES)
         if unknown:
-            raise ValueError(f"graph.attribute_types has unknown types {sorted(unknown)}; known: {ATTRIBUTE_TYPES}")
-        if not set(self.link_types) <= set(self.attribute_types):
-            raise ValueError(f"graph.link_types {sorted(set(self.link_types) - set(self.attribute_types))} are not in graph.attribute_types")
-        missing = set(self.attribute_types) - set(self.max_degree)
+            raise ValueError(f"graph.sources has unknown link sources {sorted(unknown)}; registered (riskgraph/link_sources.py): {sorted(SOURCES)}")
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError(f"graph.sources lists a source twice: {list(self.sources)}")
+        if not set(self.link_types) <= set(self.sources):
+            raise ValueError(f"graph.link_types {sorted(set(self.link_types) - set(self.sources))} are not in graph.sources")
+        missing = set(self.sources) - set(self.max_degree)
         if missing:
             raise ValueError(f"graph.max_degree lacks a cap for {sorted(missing)}")
         return self

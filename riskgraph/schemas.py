@@ -20,7 +20,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from riskgraph.config import ATTRIBUTE_TYPES
+from riskgraph import link_sources as LS
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ EMBEDDINGS = [
 # ---------------------------------------------------------------- graph (GraphFrames layout)
 VERTICES = [
     Column("id", StringType(), "vertex id '<type>:<value>', e.g. 'app:A000001', 'device:d-93ab'", False),
-    Column("type", StringType(), "application or an attribute type (device, phone, ip, gps, email, employer, referrer)", False),
+    Column("type", StringType(), "application or a link source type (riskgraph/link_sources.py: device, phone, ip, gps, email, employer, referrer, background, voice, text, blacklist)", False),
     Column("degree", LongType(), "applications linked to this vertex (1 for an application vertex)", False),
     Column("first_seen_ts", TimestampType(), "earliest application time touching this vertex", False),
     Column(RUN_DATE, StringType(), "run date of the graph snapshot (partition)", False),
@@ -202,19 +202,11 @@ VERTICES = [
 EDGES = [
     Column("src", StringType(), "application vertex id", False),
     Column("dst", StringType(), "attribute vertex id", False),
-    Column("relationship", StringType(), "uses_device, has_phone, from_ip, at_gps, has_email, works_at, referred_by", False),
+    Column("relationship", StringType(), "edge label of the link source (riskgraph/link_sources.py): uses_device, has_phone, from_ip, ..., same_background, same_voice", False),
     Column("ts", TimestampType(), "time the link appeared: the application time", False),
     Column(RUN_DATE, StringType(), "run date of the graph snapshot (partition)", False),
 ]
-RELATIONSHIP = {
-    "device": "uses_device",
-    "phone": "has_phone",
-    "ip": "from_ip",
-    "gps": "at_gps",
-    "email": "has_email",
-    "employer": "works_at",
-    "referrer": "referred_by",
-}
+RELATIONSHIP = {t: src.relationship for t, src in LS.SOURCES.items()}  # edge label per link source
 
 # ---------------------------------------------------------------- gangs
 GANG_MEMBERS = [
@@ -288,7 +280,7 @@ def gps_burst_column(radius_m: float, hours: float) -> str:
     return f"prior_apps_within_{int(radius_m)}m_{int(hours)}h"
 
 
-def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ...], burst_hours: int,
+def _feature_specs(sharing_types: tuple[str, ...], windows_days: tuple[int, ...], burst_hours: int,
                    gps_burst: tuple[float, float], link_types: tuple[str, ...]) -> list[FeatureSpec]:
     specs = [
         FeatureSpec("application_id", StringType(), "entity key: the application", as_of="key"),
@@ -296,7 +288,7 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
         FeatureSpec("as_of_ts", TimestampType(), "the application time; every feature uses only facts known strictly before it", as_of="key"),
         FeatureSpec("prior_apps_same_applicant", LongType(), "earlier applications by the same applicant", min_value=0),
     ]
-    for t in attribute_types:
+    for t in sharing_types:
         specs.append(FeatureSpec(f"prior_apps_same_{t}", LongType(), f"earlier applications sharing this application's {t} value (0 if the value is missing)", min_value=0))
         for w in windows_days:
             specs.append(FeatureSpec(f"prior_apps_same_{t}_{w}d", LongType(), f"earlier applications sharing the {t} value within the last {w} days", min_value=0))
@@ -321,7 +313,7 @@ def _feature_specs(attribute_types: tuple[str, ...], windows_days: tuple[int, ..
 
 def feature_specs(cfg) -> list[FeatureSpec]:
     """The feature table's catalog for a config (attribute types, windows, burst hours)."""
-    return _feature_specs(tuple(cfg.graph.attribute_types), tuple(cfg.features.windows_days), cfg.features.burst_hours,
+    return _feature_specs(LS.with_feature(cfg.graph.sources, "sharing"), tuple(cfg.features.windows_days), cfg.features.burst_hours,
                           (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours), tuple(cfg.graph.link_types))
 
 
@@ -362,5 +354,3 @@ def feature_schema(cfg) -> StructType:
         [StructField(s.name, s.dtype, s.as_of != "key", metadata={"comment": s.description}) for s in feature_specs(cfg)]
     )
 
-
-assert set(RELATIONSHIP) == set(ATTRIBUTE_TYPES)

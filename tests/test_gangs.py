@@ -11,7 +11,7 @@ from pyspark.testing import assertDataFrameEqual
 from riskgraph.features.communities import split_components
 from riskgraph.features.components import connected_components
 from riskgraph.features.gangs import application_pairs, gang_links, gang_members, summarize_gangs
-from riskgraph.features.graph import build_edges, build_vertices, detect_super_nodes, hub_thresholds
+from riskgraph.features.graph import build_edges, build_vertices, column_links, detect_super_nodes, hub_thresholds
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 APPS = "application_id string, applicant_id string, application_ts timestamp, device_id string, phone_key string, ip string, " \
@@ -21,7 +21,7 @@ APPS = "application_id string, applicant_id string, application_ts timestamp, de
 def _gangs(spark, rows, *, caps, window_days=30.0, min_size=3, resolution=0.1, robust_k=6.0):
     apps = spark.createDataFrame(rows, APPS)
     types = ("device", "phone", "ip", "gps", "email", "employer", "referrer")
-    edges = build_edges(apps, attribute_types=types)
+    edges = build_edges(column_links(apps, types=types))
     vertices = build_vertices(apps, edges)
     hubs = detect_super_nodes(vertices, hub_thresholds(vertices, max_degree=caps, robust_k=robust_k, min_log_scale=0.5, min_degree=10))
     links = gang_links(edges, hubs, link_types=("device", "phone", "ip", "email", "referrer"))

@@ -98,7 +98,7 @@ def test_no_future_label_or_link_reaches_a_row(spark, cfg_factory):
                                      "application_id string, outcome string, known_ts timestamp")
     bad = bad_known_events(outcomes)
     counts = add_prior_sharing_counts(application_links(edges, apps), bad, windows_days=(7, 30))
-    types = tuple(cfg.graph.attribute_types)
+    types = tuple(cfg.graph.sources)
     sharing = pivot_sharing_counts(counts, attribute_types=types, windows_days=(7, 30))
     pit = compute_pit_components(counts, bad, attribute_types=types, max_degree=dict(cfg.graph.max_degree), burst_hours=24, buckets=2)
     cols = ["application_id", "prior_apps_same_device", "prior_apps_same_device_7d", "prior_bad_same_device",
