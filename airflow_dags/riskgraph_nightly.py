@@ -62,8 +62,16 @@ truncated, wrong kind, too small/large, silent, too short, duplicate content) go
 (backgrounds, voiceprints, texts) → `embeddings/{background,voice,text}`, batched inside
 Spark (`mapInPandas`, the model loaded once per Python worker; GPU executors through a stage
 ResourceProfile when `embed.gpu.enabled`). A re-run with nothing new writes nothing.""",
+    "link_media": """\
+**link_media**: per modality, a faiss index of the current model's embeddings (built and
+searched by executor tasks) → "same room / voice / wording" links from each application's
+items to *earlier* items above a threshold calibrated on the training period (hub items — a
+chain store's decor, a stock phrase — flagged and linking nobody) and blacklist hits (media
+by similarity, devices and phones exactly, each only after the entry was added) →
+`graph/media_links`. Does nothing when `graph.sources` names no media source.""",
     "build_graph": """\
-**build_graph**: bronze → the application–attribute graph snapshot for the run date
+**build_graph**: the links of every source in `graph.sources` (bronze columns, media links)
+→ the application graph snapshot for the run date
 (vertices `id`/`type`/`degree`/`first_seen_ts`, edges `src`/`dst`/`relationship`/`ts`,
 GraphFrames layout).""",
     "detect_gangs": """\

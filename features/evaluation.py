@@ -1,4 +1,4 @@
-"""Credit-model evaluation: KS, lift, out-of-time splits, baseline vs. enriched LightGBM.
+"""Credit-model evaluation: KS, lift, out-of-time splits, baseline vs. enriched LightGBM, feature ablation.
 
 Everything here is a pure function: no session, no reads or writes, no config loading.
 The Spark part (:func:`build_labelled_spine`) is a DataFrame transform; the rest works on
@@ -501,11 +501,66 @@ def _sd(values: Sequence[float]) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def _check_test_split(test: pd.DataFrame, features: Sequence[str], label: str, what: str) -> np.ndarray:
+    _require(test, [*features, label], f"{what} test")
+    n_bad = int(test[label].sum())
+    if n_bad == 0 or n_bad == len(test):
+        raise ValueError(f"{what}: the test split needs bads and goods; it has {n_bad} bad of {len(test)}")
+    return test[label].astype(int).to_numpy()
+
+
+def fit_seeds(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame, features: Sequence[str],
+              categorical: Sequence[str], params: dict, seeds: Sequence[int], *, label: str = LABEL) -> dict:
+    """One feature set: one LightGBM per seed, fit on train (early-stopped on valid, see
+    :func:`fit_lgbm`) and scored once on test. Nothing is tuned on test.
+
+    Needs ``features`` and ``label`` in all three frames; the ``categorical`` columns that
+    are in ``features`` are treated as categories. Returns ``features`` and ``seeds`` (as
+    given), per-seed lists ``ks``, ``auc``, ``best_iteration``, ``models`` (boosters) and
+    ``test_scores`` (P(bad) on test), all in seed order, and ``ks_mean``, ``ks_sd``,
+    ``auc_mean``, ``auc_sd`` (sd over seeds, ddof=1; 0 with one seed).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    features = list(features)
+    if not seeds:
+        raise ValueError("fitting needs at least one seed")
+    y_test = _check_test_split(test, features, label, "fit_seeds")
+    cats = [c for c in categorical if c in features]
+    out: dict = {"features": features, "seeds": [int(s) for s in seeds], "ks": [], "auc": [], "best_iteration": [],
+                 "models": [], "test_scores": []}
+    for seed in out["seeds"]:
+        model = fit_lgbm(train, valid, features, cats, params, seed, label=label)
+        s = predict_score(model, test)
+        out["ks"].append(ks_statistic(y_test, s))
+        out["auc"].append(float(roc_auc_score(y_test, s)))
+        out["best_iteration"].append(int(model.best_iteration or model.current_iteration()))
+        out["models"].append(model)
+        out["test_scores"].append(s)
+    out.update(ks_mean=float(np.mean(out["ks"])), ks_sd=_sd(out["ks"]),
+               auc_mean=float(np.mean(out["auc"])), auc_sd=_sd(out["auc"]))
+    return out
+
+
+def paired_uplift(after: dict, before: dict, metric: str = "ks") -> tuple[float, float]:
+    """Uplift of one per-seed fit over another: the mean over seeds of the per-seed
+    difference ``after[metric][i] − before[metric][i]`` and its sd (ddof=1; 0 with one seed).
+
+    Needs two :func:`fit_seeds`-like dicts with ``seeds`` and ``metric`` lists. Pairing by
+    seed removes the seed-to-seed spread both models share, so the sd is the uplift's own
+    spread; raises ``ValueError`` when the two were fit with different seeds.
+    """
+    if list(after["seeds"]) != list(before["seeds"]):
+        raise ValueError(f"uplift needs fits with the same seeds; got {after['seeds']} and {before['seeds']}")
+    d = np.asarray(after[metric], dtype=float) - np.asarray(before[metric], dtype=float)
+    return float(d.mean()), _sd(d)
+
+
 def compare_models(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame,
                    baseline_features: Sequence[str], enriched_features: Sequence[str],
                    categorical: Sequence[str], params: dict, seeds: Sequence[int], *, label: str = LABEL) -> dict:
     """Baseline vs. enriched LightGBM, each fit per seed on train (early-stopped on valid)
-    and scored once on test. Nothing is tuned on test.
+    and scored once on test (:func:`fit_seeds`). Nothing is tuned on test.
 
     Needs ``label`` and every feature in all three frames; the enriched set must contain the
     baseline set. Returns ``seeds``; ``baseline`` and ``enriched``, each with per-seed lists
@@ -515,8 +570,6 @@ def compare_models(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame,
     the per-seed (paired) differences; ``n_train``/``n_valid``/``n_test``; ``models`` and
     ``test_scores``: per model, one booster / score array per seed, in seed order.
     """
-    from sklearn.metrics import roc_auc_score
-
     baseline_features, enriched_features = list(baseline_features), list(enriched_features)
     if not seeds:
         raise ValueError("compare_models needs at least one seed")
@@ -526,36 +579,157 @@ def compare_models(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame,
     stray = [c for c in categorical if c not in enriched_features]
     if stray:
         raise ValueError(f"categorical column(s) {stray} are not features")
-    _require(test, [*enriched_features, label], "compare_models test")
-    n_bad = int(test[label].sum())
-    if n_bad == 0 or n_bad == len(test):
-        raise ValueError(f"compare_models: the test split needs bads and goods; it has {n_bad} bad of {len(test)}")
+    _check_test_split(test, enriched_features, label, "compare_models")
 
-    y_test = test[label].astype(int).to_numpy()
     out: dict = {"seeds": [int(s) for s in seeds], "n_train": len(train), "n_valid": len(valid), "n_test": len(test),
                  "models": {}, "test_scores": {}}
-    for name, feats in (("baseline", baseline_features), ("enriched", enriched_features)):
-        res = {"ks": [], "auc": [], "best_iteration": []}
-        models, scores = [], []
-        for seed in seeds:
-            model = fit_lgbm(train, valid, feats, [c for c in categorical if c in feats], params, seed, label=label)
-            s = predict_score(model, test)
-            res["ks"].append(ks_statistic(y_test, s))
-            res["auc"].append(float(roc_auc_score(y_test, s)))
-            res["best_iteration"].append(int(model.best_iteration or model.current_iteration()))
-            models.append(model)
-            scores.append(s)
-        res.update(ks_mean=float(np.mean(res["ks"])), ks_sd=_sd(res["ks"]),
-                   auc_mean=float(np.mean(res["auc"])), auc_sd=_sd(res["auc"]))
-        out[name] = res
-        out["models"][name] = models
-        out["test_scores"][name] = scores
+    fits = {name: fit_seeds(train, valid, test, feats, categorical, params, seeds, label=label)
+            for name, feats in (("baseline", baseline_features), ("enriched", enriched_features))}
+    for name, fit in fits.items():
+        out["models"][name] = fit["models"]
+        out["test_scores"][name] = fit["test_scores"]
+        out[name] = {k: v for k, v in fit.items() if k not in ("features", "seeds", "models", "test_scores")}
     b, e = out["baseline"], out["enriched"]
     out["ks_uplift"] = e["ks_mean"] - b["ks_mean"]
     out["auc_uplift"] = e["auc_mean"] - b["auc_mean"]
-    out["ks_uplift_sd"] = _sd([x - y for x, y in zip(e["ks"], b["ks"])])
-    out["auc_uplift_sd"] = _sd([x - y for x, y in zip(e["auc"], b["auc"])])
+    out["ks_uplift_sd"] = paired_uplift(fits["enriched"], fits["baseline"], "ks")[1]
+    out["auc_uplift_sd"] = paired_uplift(fits["enriched"], fits["baseline"], "auc")[1]
     return out
+
+
+# --------------------------------------------------------------------------- ablation
+# Feature-store groups in ablation order: each step adds one group to the step before it,
+# so "structured" says what attribute sharing / components / GPS bursts add to ordinary
+# credit features, and "multimodal" what media similarity adds on top of those.
+FEATURE_GROUPS = ("structured", "multimodal")
+NOT_IN_CATALOG = "not in the feature catalog"
+
+
+def ablation_steps(baseline: Sequence[str], specs: Iterable) -> tuple[list[tuple[str, list[str]]], dict[str, str]]:
+    """The nested ablation steps a feature catalog allows.
+
+    ``baseline``: the ordinary credit features; ``specs``: the feature-store catalog
+    (objects with ``name``, ``as_of`` and ``group``, i.e. ``riskgraph.schemas.FeatureSpec``).
+    Keys (``as_of == "key"``) are not features. Returns ``(steps, skipped)``: ``steps`` is
+    ``[("baseline", baseline), (group, previous step's features + that group's columns),
+    ...]`` for each group of :data:`FEATURE_GROUPS` that has a column, in catalog order;
+    ``skipped`` maps each group without a column to :data:`NOT_IN_CATALOG`. Raises
+    ``ValueError`` for a group outside :data:`FEATURE_GROUPS` or a feature-store column that
+    shadows a baseline feature.
+    """
+    baseline = list(baseline)
+    by_group: dict[str, list[str]] = {g: [] for g in FEATURE_GROUPS}
+    for s in specs:
+        if s.as_of == "key":
+            continue
+        if s.group not in by_group:
+            raise ValueError(f"feature {s.name!r} has group {s.group!r}; expected one of {list(FEATURE_GROUPS)}")
+        if s.name in baseline:
+            raise ValueError(f"feature-store column {s.name!r} has the name of a baseline feature")
+        by_group[s.group].append(s.name)
+    steps, skipped, current = [("baseline", baseline)], {}, baseline
+    for g in FEATURE_GROUPS:
+        if by_group[g]:
+            current = current + by_group[g]
+            steps.append((g, current))
+        else:
+            skipped[g] = NOT_IN_CATALOG
+    return steps, skipped
+
+
+def _check_steps(steps: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[str, list[str]]]:
+    steps = [(str(name), list(feats)) for name, feats in steps]
+    if not steps:
+        raise ValueError("an ablation needs at least one step")
+    names = [n for n, _ in steps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"ablation step names repeat: {names}")
+    base_name, base = steps[0]
+    seen: dict[frozenset, str] = {}
+    for name, feats in steps:
+        if len(set(feats)) != len(feats):
+            raise ValueError(f"ablation step {name!r} lists a feature twice: {feats}")
+        lost = [c for c in base if c not in feats]
+        if lost:
+            raise ValueError(f"ablation step {name!r} must contain the first step {base_name!r}; it lacks {lost}")
+        key = frozenset(feats)
+        if key in seen:  # the same model twice under two names
+            raise ValueError(f"ablation steps {seen[key]!r} and {name!r} have the same features")
+        seen[key] = name
+    return steps
+
+
+def _reference(steps: list[tuple[str, list[str]]], i: int) -> int | None:
+    """Index of the step that step ``i`` is compared with: the nearest earlier step whose
+    features it extends (the previous step in a nested chain; the first step for a side
+    branch such as the oracle, baseline + planted truth)."""
+    feats = set(steps[i][1])
+    return next((j for j in range(i - 1, -1, -1) if set(steps[j][1]) < feats), None)
+
+
+def ablation_table(steps: Sequence[tuple[str, Sequence[str]]], fits: dict[str, dict]) -> pd.DataFrame:
+    """One row per ablation step, from per-step fits made with the same seeds.
+
+    ``steps``: ``[(name, features), ...]`` as given to :func:`ablation`; ``fits``: name →
+    a :func:`fit_seeds` result (needs ``seeds``, ``ks``, ``auc``). Columns: ``step``;
+    ``previous``, the step it is compared with (the nearest earlier step whose features it
+    extends; None for the first); ``n_features``; ``n_added`` (features beyond
+    ``previous``); ``ks_mean``, ``ks_sd``, ``auc_mean``, ``auc_sd`` over seeds;
+    ``ks_uplift_vs_previous`` (mean over seeds of the per-seed KS difference: step − previous,
+    paired by seed), ``ks_uplift_vs_previous_sd`` (sd of those differences, ddof=1),
+    ``auc_uplift_vs_previous``; ``ks_uplift_vs_baseline`` and its ``_sd``, against the
+    first step. The first step's uplifts vs previous are NaN; vs itself 0.
+    """
+    steps = _check_steps(steps)
+    missing = [n for n, _ in steps if n not in fits]
+    if missing:
+        raise KeyError(f"ablation_table: no fit for step(s) {missing}; fits: {list(fits)}")
+    base_name = steps[0][0]
+    rows = []
+    for i, (name, feats) in enumerate(steps):
+        j = _reference(steps, i)
+        prev = steps[j][0] if j is not None else None
+        f = fits[name]
+        # paired_uplift raises when a step was fit with other seeds than the one it is compared with
+        ks_prev, ks_prev_sd = paired_uplift(f, fits[prev], "ks") if prev else (float("nan"), float("nan"))
+        auc_prev = paired_uplift(f, fits[prev], "auc")[0] if prev else float("nan")
+        ks_base, ks_base_sd = paired_uplift(f, fits[base_name], "ks")
+        rows.append({
+            "step": name, "previous": prev, "n_features": len(feats),
+            "n_added": len(set(feats) - set(steps[j][1])) if prev else len(feats),
+            "ks_mean": float(np.mean(f["ks"])), "ks_sd": _sd(f["ks"]),
+            "auc_mean": float(np.mean(f["auc"])), "auc_sd": _sd(f["auc"]),
+            "ks_uplift_vs_previous": ks_prev, "ks_uplift_vs_previous_sd": ks_prev_sd, "auc_uplift_vs_previous": auc_prev,
+            "ks_uplift_vs_baseline": ks_base, "ks_uplift_vs_baseline_sd": ks_base_sd,
+        })
+    return pd.DataFrame(rows)
+
+
+def ablation(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame,
+             steps: Sequence[tuple[str, Sequence[str]]], categorical: Sequence[str], params: dict,
+             seeds: Sequence[int], *, label: str = LABEL) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """A feature ablation: each step's feature set fit once per seed (:func:`fit_seeds`) on
+    the same splits with the same seeds, and compared with the step it extends.
+
+    ``steps``: ``[(name, features), ...]``, the first the reference every other step must
+    contain (e.g. baseline → + structured → + multimodal, and a side branch baseline +
+    oracle); no two steps may have the same feature set. Needs every feature and ``label``
+    in all three frames; each ``categorical`` column must be a feature of some step.
+    Returns ``(table, fits)``: ``table`` from :func:`ablation_table` (one row per step, in
+    order) and ``fits``, step name → its :func:`fit_seeds` result (boosters and test scores
+    included, so a caller logs or registers a step's model without fitting it again).
+    """
+    steps = _check_steps(steps)
+    if not seeds:
+        raise ValueError("an ablation needs at least one seed")
+    every = list(dict.fromkeys(c for _, feats in steps for c in feats))
+    stray = [c for c in categorical if c not in every]
+    if stray:
+        raise ValueError(f"categorical column(s) {stray} are not features of any step")
+    for name, part in (("train", train), ("valid", valid), ("test", test)):
+        _require(part, [*every, label], f"ablation {name}")
+    fits = {name: fit_seeds(train, valid, test, feats, categorical, params, seeds, label=label) for name, feats in steps}
+    return ablation_table(steps, fits), fits
 
 
 # --------------------------------------------------------------------------- Spark spine

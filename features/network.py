@@ -269,8 +269,9 @@ def assemble_features(apps: DataFrame, sharing: DataFrame, pit: DataFrame, *extr
     df = base.join(sharing, "application_id", "left").join(pit, "application_id", "left")
     for extra in extras:
         df = df.join(extra, "application_id", "left")
-    fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_"))
-             and c not in ("pit_component_size", "pit_component_age_days", "prior_apps_same_applicant")}
-    fills["pit_component_size"] = 1
-    df = df.fillna(fills).fillna({"pit_component_age_days": 0.0})
+    sizes = [c for c in columns if c.startswith("pit_") and c.endswith("_size")]  # an application is its own component: 1
+    fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_", "sim_", "blacklist_"))
+             and c not in sizes and c not in ("prior_apps_same_applicant",)}
+    fills.update({c: 1 for c in sizes})
+    df = df.fillna(fills)
     return df.select(*columns)

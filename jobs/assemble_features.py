@@ -13,6 +13,7 @@ from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features.components import choose_graph_backend
 from riskgraph.features.gps_bursts import add_gps_burst_counts
+from riskgraph.features.similarity import blacklist_features, similarity_features
 from riskgraph.features.network import (
     add_prior_sharing_counts,
     application_links,
@@ -28,6 +29,30 @@ from riskgraph.store import choose_store
 log = logging.getLogger("riskgraph.assemble_features")
 
 
+def media_features(spark: SparkSession, store, ctx: JobContext, counts, bad, sweep: dict) -> list:
+    """The multimodal columns of the catalog (schemas.media_feature_specs): similarity and
+    blacklist features from graph/media_links, point-in-time similarity clusters (the sweep
+    over one media source's anchors), and media-aware components when gangs link on media."""
+    cfg = ctx.cfg
+    sim_types = LS.with_feature(cfg.graph.sources, "similarity")
+    out = []
+    for m in sim_types:
+        c = compute_pit_components(counts, attribute_types=(m,), **sweep)
+        out.append(c.select("application_id", F.col("pit_component_size").alias(f"pit_{m}_cluster_size"),
+                            F.col("pit_component_bad_known").alias(f"pit_{m}_cluster_bad_known")))
+    if set(cfg.graph.link_types) - set(S.structured_link_types(cfg)):
+        c = compute_pit_components(counts, attribute_types=tuple(cfg.graph.link_types), **sweep)
+        out.append(c.select("application_id", F.col("pit_component_size").alias("pit_mm_component_size"),
+                            F.col("pit_component_bad_known").alias("pit_mm_component_bad_known")))
+    want_bl = bool(LS.with_feature(cfg.graph.sources, "blacklist"))
+    if sim_types or want_bl:
+        links = snapshot(spark, store, ctx, T.MEDIA_LINKS)
+        out += [similarity_features(links, bad, modality=m) for m in sim_types]
+        if want_bl:
+            out.append(blacklist_features(links, S.BLACKLIST_KINDS))
+    return out
+
+
 def run(spark: SparkSession, ctx: JobContext) -> dict:
     cfg = ctx.cfg
     store = choose_store(spark, cfg.store.backend)
@@ -40,19 +65,19 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     # dates are emitted.
     counts = add_prior_sharing_counts(application_links(edges, apps), bad, windows_days=windows).persist(StorageLevel.MEMORY_AND_DISK)
     sharing = pivot_sharing_counts(counts, attribute_types=types, windows_days=windows)
-    pit = compute_pit_components(counts, bad, attribute_types=tuple(cfg.graph.link_types), max_degree=dict(cfg.graph.max_degree),
-                                 burst_hours=cfg.features.burst_hours, buckets=cfg.features.sweep_buckets,
-                                 events_per_bucket=cfg.features.sweep_events_per_bucket,
-                                 window_days=cfg.graph.link_window_days,
-                                 cc_backend=choose_graph_backend(spark, cfg.graph_backend),
-                                 cc_max_iter=cfg.graph.cc_max_iter, cc_checkpoint_every=cfg.graph.cc_checkpoint_every,
-                                 cc_reliable_checkpoint=cfg.graph.cc_reliable_checkpoint)
+    g = cfg.graph
+    sweep = dict(bad_events=bad, max_degree=dict(g.max_degree), burst_hours=cfg.features.burst_hours,
+                 buckets=cfg.features.sweep_buckets, events_per_bucket=cfg.features.sweep_events_per_bucket,
+                 window_days=g.link_window_days, cc_backend=choose_graph_backend(spark, cfg.graph_backend),
+                 cc_max_iter=g.cc_max_iter, cc_checkpoint_every=g.cc_checkpoint_every, cc_reliable_checkpoint=g.cc_reliable_checkpoint)
+    pit = compute_pit_components(counts, attribute_types=S.structured_link_types(cfg), **sweep)
+    extras = media_features(spark, store, ctx, counts, bad, sweep)
     burst_col = S.gps_burst_column(cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours)
     bursts = add_gps_burst_counts(apps, radius_m=cfg.features.gps_burst_radius_m, window_h=cfg.features.gps_burst_hours,
                                   out_col=burst_col).select("application_id", burst_col)
     in_window = apps.filter(F.to_date("application_ts").between(F.lit(ctx.from_date), F.lit(ctx.run_date)))
     specs = S.feature_specs(cfg)
-    feats = assemble_features(in_window, sharing, pit, bursts, columns=[s.name for s in specs], burst_hours=cfg.features.burst_hours)
+    feats = assemble_features(in_window, sharing, pit, bursts, *extras, columns=[s.name for s in specs], burst_hours=cfg.features.burst_hours)
     feats = feats.select(*[F.col(s.name).cast(s.dtype).alias(s.name, metadata={"comment": s.description}) for s in specs])
     out = T.staged_features_dir(cfg, ctx.run_id)
     # A plain Parquet hand-off folder owned by this run id (never a Delta table folder).

@@ -19,6 +19,7 @@ STEPS = {
     "ingest": "riskgraph.jobs.ingest",
     "ingest_media": "riskgraph.jobs.ingest_media",
     "embed": "riskgraph.jobs.embed",
+    "link_media": "riskgraph.jobs.link_media",
     "build_graph": "riskgraph.jobs.build_graph",
     "detect_gangs": "riskgraph.jobs.detect_gangs",
     "assemble_features": "riskgraph.jobs.assemble_features",

@@ -299,6 +299,31 @@ class EmbedSettings(_Frozen):
     text_fit: TextFit = Field(default_factory=TextFit)
 
 
+class ModalitySimilarity(_Frozen):
+    """How one modality's embeddings become links (features/similarity.py)."""
+
+    enabled: bool = True
+    false_match_rate: float = Field(gt=0, lt=0.5)  # threshold = this quantile of cross-applicant pairs
+    search_k: int = Field(ge=2, le=1024)  # neighbours searched per item
+    hub_min_applicants: int = Field(ge=2)  # an item resembling earlier items of this many applicants is a hub
+    hub_window_days: float = Field(gt=0)
+
+
+class SimilaritySettings(_Frozen):
+    """riskgraph link_media: thresholds, hubs and the vector index (features/similarity.py,
+    features/vector_search.py); every setting is explained in conf/base.yaml."""
+
+    background: ModalitySimilarity
+    voice: ModalitySimilarity
+    text: ModalitySimilarity
+    calibration_sample: int = Field(ge=100)  # items (bounded, collected) scored pairwise for the threshold
+    calibration_min_items: int = Field(ge=50)  # fewer in the training period: calibrate on the earliest items (logged)
+    exact_max_vectors: int = Field(ge=0)  # flat (exact) index up to this many vectors, IVF beyond
+    nprobe: int = Field(ge=1)
+    shards: int = Field(ge=1)
+    seed: int = 0
+
+
 class Config(_Frozen):
     env: str = "local"
     paths: Paths
@@ -313,6 +338,7 @@ class Config(_Frozen):
     quality: QualitySettings
     media: MediaIngest
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    similarity: SimilaritySettings
     graph_backend: Literal["auto", "graphframes", "dataframe"]
 
     def fingerprint(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     FloatType,
     DoubleType,
     IntegerType,
@@ -191,6 +192,24 @@ EMBEDDINGS = [
     Column(DT, StringType(), "landing date of the media item (partition)", False),
 ]
 
+# ---------------------------------------------------------------- media links (link_media step)
+MEDIA_LINKS = [
+    Column("application_id", StringType(), "application", False),
+    Column("ts", TimestampType(), "application time: when the link appeared", False),
+    Column("type", StringType(), "link source: background, voice, text or blacklist (riskgraph/link_sources.py)", False),
+    Column("value", StringType(), "the vertex: the anchor item's media key (similarity) or the blacklist entry id", False),
+    Column("media_key", StringType(), "this application's item that matched (null for a device/phone blacklist hit)"),
+    Column("kind", StringType(), "this application's item kind (selfie, id_photo, premises, call, purpose) or device/phone", False),
+    Column("anchor_application_id", StringType(), "application of the anchor item (itself for its own item; null for a blacklist hit)"),
+    Column("anchor_ts", TimestampType(), "anchor item's time, or the blacklist entry's added time; always before ts except for the own item", False),
+    Column("similarity", DoubleType(), "cosine similarity to the anchor (1 for the own item and exact blacklist hits)", False),
+    Column("is_hub", BooleanType(), "the item resembles earlier items of >= similarity.<modality>.hub_min_applicants distinct applicants inside hub_window_days (a popular place, a stock phrase)", False),
+    Column("links", BooleanType(), "the row is a graph link: not a hub item and not to a hub anchor", False),
+    Column("earlier_applicants", LongType(), "distinct other applicants with earlier similar items inside the hub window (what is_hub is decided on)", False),
+    Column("blacklist_kind", StringType(), "voice, background, device or phone for a blacklist hit; null otherwise"),
+    Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
+]
+
 # ---------------------------------------------------------------- graph (GraphFrames layout)
 VERTICES = [
     Column("id", StringType(), "vertex id '<type>:<value>', e.g. 'app:A000001', 'device:d-93ab'", False),
@@ -265,6 +284,10 @@ class FeatureSpec:
     # feature store's quality gate (features/quality_gates.py) before every commit.
     min_value: float | None = None
     max_value: float | None = None
+    # Feature group for the KS ablation (jobs/evaluate.py): 'structured' (attribute sharing,
+    # components, GPS bursts) or 'multimodal' (media similarity, blacklist hits, and components
+    # whose links include media). Keys have no group.
+    group: str = "structured"
 
     def valid_range(self) -> str:
         """The range the write-time quality gate enforces, e.g. '>= 0', '1..7', '' for none."""
@@ -311,10 +334,49 @@ def _feature_specs(sharing_types: tuple[str, ...], windows_days: tuple[int, ...]
     return specs
 
 
+def media_feature_specs(similarity_types: tuple[str, ...], blacklist: bool) -> list[FeatureSpec]:
+    """The multimodal features (features/similarity.py): per media source, similarity to
+    earlier applications' items and the point-in-time cluster; blacklist hits."""
+    src = "assemble_features (features/similarity.py)"
+    specs = []
+    what = {"background": "photo backgrounds (same room)", "voice": "call voices (same speaker)", "text": "loan-purpose wording (near copy)"}
+    for m in similarity_types:
+        w = what.get(m, m)
+        specs += [
+            FeatureSpec(f"sim_{m}_prior_apps", LongType(), f"earlier applications whose {w} match this one's above the calibrated threshold (similarity.{m}; hub items excluded)", source_job=src, min_value=0, group="multimodal"),
+            FeatureSpec(f"sim_{m}_prior_bad", LongType(), f"of those, applications whose bad outcome was known before the application time", source_job=src, min_value=0, group="multimodal"),
+            FeatureSpec(f"sim_{m}_max_bad_similarity", DoubleType(), f"highest {m} similarity to an earlier application with a known bad outcome (0 if none)", source_job=src, min_value=0, max_value=1.0001, group="multimodal"),
+            FeatureSpec(f"sim_{m}_is_hub", LongType(), f"1 if one of the application's {m} items resembles earlier items of many distinct applicants (similarity.{m}.hub_min_applicants: a popular place, a stock phrase), else 0", source_job=src, min_value=0, max_value=1, group="multimodal"),
+            FeatureSpec(f"pit_{m}_cluster_size", LongType(), f"size, including this application, of its {m} similarity cluster made of links known before its time (anchor items linked inside graph.link_window_days, hub items excluded)", source_job=src, min_value=1, group="multimodal"),
+            FeatureSpec(f"pit_{m}_cluster_bad_known", LongType(), f"members of that cluster whose bad outcome was known before the application time", source_job=src, min_value=0, group="multimodal"),
+        ]
+    if blacklist:
+        specs += [
+            FeatureSpec("blacklist_hits", LongType(), "blacklist entries the application matched, each added before its time (voices and backgrounds by similarity, devices and phones exactly)", source_job=src, min_value=0, group="multimodal"),
+            *[FeatureSpec(f"blacklist_{k}_hit", LongType(), f"1 if the application matched a {k} blacklist entry added before its time", source_job=src, min_value=0, max_value=1, group="multimodal") for k in BLACKLIST_KINDS],
+            FeatureSpec("blacklist_max_similarity", DoubleType(), "best similarity of a blacklist hit (1 for an exact device/phone hit, 0 without a hit)", source_job=src, min_value=0, max_value=1.0001, group="multimodal"),
+        ]
+    return specs
+
+
 def feature_specs(cfg) -> list[FeatureSpec]:
-    """The feature table's catalog for a config (attribute types, windows, burst hours)."""
-    return _feature_specs(LS.with_feature(cfg.graph.sources, "sharing"), tuple(cfg.features.windows_days), cfg.features.burst_hours,
-                          (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours), tuple(cfg.graph.link_types))
+    """The feature table's catalog for a config (link sources, windows, burst hours)."""
+    base = _feature_specs(LS.with_feature(cfg.graph.sources, "sharing"), tuple(cfg.features.windows_days), cfg.features.burst_hours,
+                          (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours), structured_link_types(cfg))
+    media = media_feature_specs(LS.with_feature(cfg.graph.sources, "similarity"), bool(LS.with_feature(cfg.graph.sources, "blacklist")))
+    if set(cfg.graph.link_types) - set(structured_link_types(cfg)):  # gangs link on media too: the same components, media-aware
+        src = "assemble_features (features/network.py)"
+        media += [
+            FeatureSpec("pit_mm_component_size", LongType(), "pit_component_size over every linking source (graph.link_types) including media similarity: what the gangs are built from", source_job=src, min_value=1, group="multimodal"),
+            FeatureSpec("pit_mm_component_bad_known", LongType(), "members of that component whose bad outcome was known before the application time", source_job=src, min_value=0, group="multimodal"),
+        ]
+    return base[:-1] + media + base[-1:]  # run_date stays last
+
+
+def structured_link_types(cfg) -> tuple[str, ...]:
+    """graph.link_types without the media sources: what the structured pit_component_* use, so
+    that the KS ablation's structured step is the same whatever media links."""
+    return tuple(t for t in cfg.graph.link_types if LS.get(t).column is not None)
 
 
 def render_catalog_markdown(cfg) -> str:
@@ -332,11 +394,11 @@ def render_catalog_markdown(cfg) -> str:
         "- point in time: every feature uses only facts known strictly before `as_of_ts`; labels count from the time",
         "  they became known, links from the time they appeared",
         "",
-        "| column | type | entity | source job | as of | valid range (quality gate) | description |",
-        "|---|---|---|---|---|---|---|",
+        "| column | type | entity | source job | as of | valid range (quality gate) | group (KS ablation) | description |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for sp in feature_specs(cfg):
-        lines.append(f"| `{sp.name}` | {sp.dtype.simpleString()} | {sp.entity} | {sp.source_job} | {sp.as_of} | {sp.valid_range()} | {sp.description} |")
+        lines.append(f"| `{sp.name}` | {sp.dtype.simpleString()} | {sp.entity} | {sp.source_job} | {sp.as_of} | {sp.valid_range()} | {'' if sp.as_of == 'key' else sp.group} | {sp.description} |")
     from riskgraph import tables as T
 
     lines += ["", "# Gang tables (detect_gangs): an investigator's view as of the run date", "",

@@ -37,6 +37,8 @@ EMBEDDINGS_BACKGROUND = Table("embeddings_background", ("embeddings", "backgroun
 EMBEDDINGS_VOICE = Table("embeddings_voice", ("embeddings", "voice"), S.DT, "voiceprint (call) embeddings per media item and model version")
 EMBEDDINGS_TEXT = Table("embeddings_text", ("embeddings", "text"), S.DT, "loan-purpose text embeddings per media item and model version")
 EMBEDDINGS = {"background": EMBEDDINGS_BACKGROUND, "voice": EMBEDDINGS_VOICE, "text": EMBEDDINGS_TEXT}
+MEDIA_LINKS = Table("media_links", ("graph", "media_links"), S.RUN_DATE,
+                    "media similarity links to earlier items and blacklist hits, point in time, with hub flags (link_media)")
 VERTICES = Table("graph_vertices", ("graph", "vertices"), S.RUN_DATE, "application-attribute graph vertices (GraphFrames layout)")
 EDGES = Table("graph_edges", ("graph", "edges"), S.RUN_DATE, "application-attribute graph edges (GraphFrames layout)")
 GANG_MEMBERS = Table("gang_members", ("gangs", "members"), S.RUN_DATE, "application → gang")

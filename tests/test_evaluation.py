@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -333,6 +334,157 @@ def test_compare_models_rejects_inconsistent_feature_sets(baseline, enriched, ca
         E.compare_models(train, valid, test, baseline, enriched, categorical, PARAMS, [1])
 
 
+# --------------------------------------------------------------------------- ablation
+ABLATION_COLUMNS = ["step", "previous", "n_features", "n_added", "ks_mean", "ks_sd", "auc_mean", "auc_sd",
+                    "ks_uplift_vs_previous", "ks_uplift_vs_previous_sd", "auc_uplift_vs_previous",
+                    "ks_uplift_vs_baseline", "ks_uplift_vs_baseline_sd"]
+
+
+def _grouped(n: int, seed: int) -> pd.DataFrame:
+    """:func:`_synthetic` with ``extra`` informative, plus two pure-noise columns."""
+    df = _synthetic(n, True, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    return df.assign(noise_a=rng.normal(size=n), noise_b=rng.integers(0, 5, n).astype(float))
+
+
+@pytest.mark.parametrize("signal_first", [True, False], ids=["signal-then-noise", "noise-then-signal"])
+def test_ablation_uplift_follows_each_groups_signal(signal_first, monkeypatch):
+    train, valid, test = E.oot_split(_grouped(20000, seed=11), "application_ts", "2026-02-15", "2026-03-01")
+    base, signal, noise = ["x1", "channel"], ["extra"], ["noise_a", "noise_b"]
+    g1, g2 = (("signal", signal), ("noise", noise)) if signal_first else (("noise", noise), ("signal", signal))
+    steps = [("baseline", base), (g1[0], base + g1[1]), (g2[0], base + g1[1] + g2[1]),
+             ("side", base + ["noise_a"])]  # a branch off baseline, like the oracle
+    fitted = []
+    real_fit = E.fit_lgbm
+
+    def counting_fit(train, valid, features, categorical, params, seed, **kw):
+        fitted.append((tuple(features), seed))
+        return real_fit(train, valid, features, categorical, params, seed, **kw)
+
+    monkeypatch.setattr(E, "fit_lgbm", counting_fit)
+    table, fits = E.ablation(train, valid, test, steps, ["channel"], PARAMS, [1, 2])
+    monkeypatch.undo()
+
+    # every step fit exactly once per seed, with the same seeds
+    assert sorted(fitted) == sorted((tuple(f), s) for _, f in steps for s in (1, 2))
+    assert list(table.columns) == ABLATION_COLUMNS
+    assert table["step"].tolist() == ["baseline", g1[0], g2[0], "side"]
+    assert table["previous"].tolist() == [None, "baseline", g1[0], "baseline"]
+    assert table["n_features"].tolist() == [2, 2 + len(g1[1]), 5, 3]
+    assert table["n_added"].tolist() == [2, len(g1[1]), len(g2[1]), 1]
+    assert all(fits[name]["seeds"] == [1, 2] and fits[name]["features"] == feats for name, feats in steps)
+    # a step's model for a seed is the model fit_lgbm gives for that seed alone (same splits, same seed)
+    alone = E.fit_lgbm(train, valid, steps[2][1], ["channel"], PARAMS, seed=2)
+    np.testing.assert_array_equal(fits[g2[0]]["test_scores"][1], E.predict_score(alone, test))
+
+    y = test["is_bad"].to_numpy()
+    t = table.set_index("step")
+    for name, feats in steps:
+        s = fits[name]["test_scores"][0]
+        assert fits[name]["ks"][0] == pytest.approx(ks_2samp(s[y == 1], s[y == 0]).statistic, abs=1e-12)
+        assert t.loc[name, "ks_mean"] == pytest.approx(np.mean(fits[name]["ks"]))
+        assert t.loc[name, "ks_sd"] == pytest.approx(np.std(fits[name]["ks"], ddof=1))
+    for name, prev in (("signal", t.loc["signal", "previous"]), ("noise", t.loc["noise", "previous"]), ("side", "baseline")):
+        d = np.subtract(fits[name]["ks"], fits[prev]["ks"])  # paired by seed
+        assert t.loc[name, "ks_uplift_vs_previous"] == pytest.approx(d.mean(), abs=1e-12)
+        assert t.loc[name, "ks_uplift_vs_previous_sd"] == pytest.approx(np.std(d, ddof=1), abs=1e-12)
+        assert t.loc[name, "auc_uplift_vs_previous"] == pytest.approx(np.mean(np.subtract(fits[name]["auc"], fits[prev]["auc"])))
+        assert t.loc[name, "ks_uplift_vs_baseline"] == pytest.approx(t.loc[name, "ks_mean"] - t.loc["baseline", "ks_mean"])
+    assert np.isnan(t.loc["baseline", "ks_uplift_vs_previous"]) and t.loc["baseline", "ks_uplift_vs_baseline"] == 0.0
+
+    # the signal group lifts KS whichever comes first; the noise group adds nothing
+    assert t.loc["signal", "ks_uplift_vs_previous"] > 0.15
+    assert abs(t.loc["noise", "ks_uplift_vs_previous"]) < 0.02
+    assert abs(t.loc["side", "ks_uplift_vs_previous"]) < 0.02
+
+
+def _fit(seeds, ks, auc):
+    return {"seeds": list(seeds), "ks": list(ks), "auc": list(auc)}
+
+
+def test_ablation_table_pairs_seeds_and_compares_each_step_with_the_one_it_extends():
+    steps = [("base", ["a"]), ("more", ["a", "b"]), ("most", ["a", "b", "c", "d"]), ("oracle", ["a", "truth"])]
+    fits = {"base": _fit([3, 5, 8], [0.20, 0.30, 0.25], [0.60, 0.70, 0.65]),
+            "more": _fit([3, 5, 8], [0.30, 0.35, 0.40], [0.70, 0.72, 0.74]),
+            "most": _fit([3, 5, 8], [0.30, 0.36, 0.39], [0.71, 0.72, 0.73]),
+            "oracle": _fit([3, 5, 8], [0.50, 0.60, 0.55], [0.80, 0.85, 0.90])}
+    t = E.ablation_table(steps, fits).set_index("step")
+    assert t["previous"].tolist() == [None, "base", "more", "base"]
+    assert t["n_added"].tolist() == [1, 1, 2, 1]
+    # hand-computed: more − base per seed = 0.10, 0.05, 0.15
+    assert t.loc["more", "ks_uplift_vs_previous"] == pytest.approx(0.10)
+    assert t.loc["more", "ks_uplift_vs_previous_sd"] == pytest.approx(0.05)
+    assert t.loc["more", "auc_uplift_vs_previous"] == pytest.approx((0.10 + 0.02 + 0.09) / 3)
+    # most − more = 0, 0.01, −0.01; most − base = 0.10, 0.06, 0.14
+    assert t.loc["most", "ks_uplift_vs_previous"] == pytest.approx(0.0, abs=1e-15)
+    assert t.loc["most", "ks_uplift_vs_previous_sd"] == pytest.approx(0.01)
+    assert t.loc["most", "ks_uplift_vs_baseline"] == pytest.approx(0.10)
+    assert t.loc["most", "ks_uplift_vs_baseline_sd"] == pytest.approx(0.04)
+    assert t.loc["oracle", "ks_uplift_vs_previous"] == pytest.approx(0.30) == t.loc["oracle", "ks_uplift_vs_baseline"]
+    assert t.loc["base", "ks_sd"] == pytest.approx(0.05) and t.loc["base", "auc_mean"] == pytest.approx(0.65)
+
+    with pytest.raises(ValueError, match=r"same seeds; got \[3, 5, 9\] and \[3, 5, 8\]"):
+        E.ablation_table(steps, {**fits, "most": _fit([3, 5, 9], [0.3] * 3, [0.7] * 3)})
+    with pytest.raises(KeyError, match=r"no fit for step\(s\) \['oracle'\]"):
+        E.ablation_table(steps, {k: v for k, v in fits.items() if k != "oracle"})
+
+
+@pytest.mark.parametrize("steps, categorical, message", [
+    pytest.param([], [], "at least one step", id="no-steps"),
+    pytest.param([("b", ["x1"]), ("b", ["x1", "extra"])], [], "names repeat", id="repeated-name"),
+    pytest.param([("b", ["x1"]), ("e", ["x1", "extra"]), ("f", ["extra", "x1"])], [], "'e' and 'f' have the same features",
+                 id="same-features"),
+    pytest.param([("b", ["x1", "channel"]), ("e", ["x1", "extra"])], [], r"must contain the first step 'b'; it lacks \['channel'\]",
+                 id="drops-baseline"),
+    pytest.param([("b", ["x1"]), ("e", ["x1", "extra", "extra"])], [], "lists a feature twice", id="feature-twice"),
+    pytest.param([("b", ["x1"]), ("e", ["x1", "extra"])], ["channel"], "not features of any step", id="stray-categorical"),
+    pytest.param([("b", ["x1"]), ("e", ["x1", "nope"])], [], r"ablation train: missing column\(s\) \['nope'\]", id="missing-column"),
+])
+def test_ablation_rejects_inconsistent_steps(steps, categorical, message):
+    train, valid, test = E.oot_split(_synthetic(600, True, seed=3), "application_ts", "2026-02-15", "2026-03-01")
+    with pytest.raises((ValueError, KeyError), match=message):
+        E.ablation(train, valid, test, steps, categorical, PARAMS, [1])
+
+
+def test_ablation_steps_without_multimodal_columns_are_baseline_and_structured():
+    from riskgraph.config import load_config
+    from riskgraph.schemas import feature_specs
+
+    specs = feature_specs(load_config("test"))  # media disabled
+    steps, skipped = E.ablation_steps(E.BASELINE_FEATURES, specs)
+    assert [name for name, _ in steps] == ["baseline", "structured"]
+    assert steps[0][1] == list(E.BASELINE_FEATURES)
+    assert steps[1][1] == list(E.BASELINE_FEATURES) + [s.name for s in specs if s.as_of != "key"]
+    assert "application_id" not in steps[1][1] and "as_of_ts" not in steps[1][1]
+    assert skipped == {"multimodal": "not in the feature catalog"}
+
+
+def test_ablation_steps_add_each_group_on_top_of_the_previous_one():
+    from pyspark.sql.types import LongType, StringType
+
+    from riskgraph.schemas import FeatureSpec
+
+    specs = [FeatureSpec("application_id", StringType(), "key", as_of="key"),
+             FeatureSpec("face_matches", LongType(), "m", group="multimodal"),
+             FeatureSpec("prior_apps_same_phone", LongType(), "s"),
+             FeatureSpec("voice_matches", LongType(), "m", group="multimodal"),
+             FeatureSpec("pit_component_size", LongType(), "s", group="structured")]
+    steps, skipped = E.ablation_steps(["amount", "channel"], specs)
+    assert steps == [("baseline", ["amount", "channel"]),
+                     ("structured", ["amount", "channel", "prior_apps_same_phone", "pit_component_size"]),
+                     ("multimodal", ["amount", "channel", "prior_apps_same_phone", "pit_component_size",
+                                     "face_matches", "voice_matches"])]
+    assert skipped == {}
+    only_media = [s for s in specs if s.group == "multimodal" or s.as_of == "key"]
+    assert E.ablation_steps(["amount"], only_media) == (
+        [("baseline", ["amount"]), ("multimodal", ["amount", "face_matches", "voice_matches"])],
+        {"structured": "not in the feature catalog"})
+    with pytest.raises(ValueError, match="group 'media'; expected one of"):
+        E.ablation_steps(["amount"], [FeatureSpec("x", LongType(), "d", group="media")])
+    with pytest.raises(ValueError, match="'amount' has the name of a baseline feature"):
+        E.ablation_steps(["amount"], [FeatureSpec("amount", LongType(), "d")])
+
+
 # --------------------------------------------------------------------------- Spark spine
 def test_build_labelled_spine_labels_and_maturity(spark):
     from pyspark.testing import assertDataFrameEqual
@@ -483,9 +635,17 @@ def _cfg(tmp):
 
 @pytest.fixture(scope="module")
 def world_cfg(spark, tmp_path_factory):
+    from riskgraph import tables as T
+
     tmp = tmp_path_factory.mktemp("evaluate-world")
     cfg, world = _cfg(tmp), _world()
     _write_world(spark, cfg, world)
+    # the simulator's ground truth (every application, gang_id null outside gangs): the oracle step
+    truth = Path(T.truth_dir(cfg))
+    truth.mkdir(parents=True)
+    pd.DataFrame({"application_id": [a["application_id"] for a in world["apps"]],
+                  "gang_id": [f"G{i % 7}" if g else None for i, g in enumerate(world["gang"])]}
+                 ).to_parquet(truth / "gang_membership.parquet", index=False)
     return world, cfg, tmp
 
 
@@ -591,6 +751,48 @@ def test_evaluate_job_logs_an_honest_ks_uplift_to_mlflow(world_cfg, evaluated):
     # the planted gangs show in the network features' IV, not in the income noise
     assert stab.set_index("feature").loc["pit_component_size", "iv_train"] > stab.set_index("feature").loc["amount", "iv_train"]
     assert res["feature_psi_max"] == pytest.approx(stab["psi_train_test"].max())
+
+
+def test_evaluate_job_logs_the_feature_ablation(world_cfg, evaluated):
+    import mlflow
+
+    world, cfg, tmp = world_cfg
+    res = evaluated
+    # media disabled in conf/test.yaml: baseline → structured, plus the oracle of the simulated world
+    assert [r["step"] for r in res["ablation"]] == ["baseline", "structured", "oracle"]
+    assert [r["previous"] for r in res["ablation"]] == [None, "baseline", "baseline"]
+    assert res["multimodal"] == "not in the feature catalog" and res["ks_uplift_multimodal"] is None
+    assert res["enriched_step"] == "structured"
+    rows = {r["step"]: r for r in res["ablation"]}
+    # the old keys keep their meaning: every feature-store column (here: structured) vs baseline
+    assert res["ks_enriched"] == rows["structured"]["ks_mean"] and res["ks_baseline"] == rows["baseline"]["ks_mean"]
+    assert res["ks_uplift_structured"] == pytest.approx(res["ks_uplift"], abs=1e-12)
+    assert res["ks_uplift_structured"] == pytest.approx(rows["structured"]["ks_uplift_vs_previous"], abs=1e-12)
+    # the oracle: baseline + planted gang membership, compared with the same baseline fit
+    assert res["ks_oracle"] == rows["oracle"]["ks_mean"]
+    assert res["ks_uplift_oracle"] == pytest.approx(res["ks_oracle"] - res["ks_baseline"], abs=1e-12)
+    assert res["ks_uplift_share_of_oracle"] == pytest.approx(res["ks_uplift"] / res["ks_uplift_oracle"])
+    assert res["ks_uplift_oracle"] > 0  # gang members are bad far more often
+
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    client = mlflow.MlflowClient()
+    run = client.get_run(res["mlflow_run_id"])
+    m = run.data.metrics
+    for step in ("baseline", "structured", "oracle"):
+        assert m[f"ks_{step}"] == pytest.approx(rows[step]["ks_mean"]), step
+    assert "ks_uplift_baseline" not in m and "ks_multimodal" not in m
+    assert m["ks_uplift_structured"] == pytest.approx(res["ks_uplift_structured"])
+    assert m["ks_uplift_oracle"] == pytest.approx(res["ks_uplift_oracle"])
+    p = run.data.params
+    assert p["ablation_steps"] == "baseline,structured,oracle" and p["ablation_skipped.multimodal"] == "not in the feature catalog"
+    assert {"ablation.csv", "ablation.md"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    csv = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="ablation.csv",
+                                                          dst_path=str(tmp / "dl-ablation")))
+    assert csv["step"].tolist() == ["baseline", "structured", "oracle"]
+    np.testing.assert_allclose(csv["ks_uplift_vs_baseline"], [rows[s]["ks_uplift_vs_baseline"] for s in csv["step"]])
+    md = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="ablation.md",
+                                                  dst_path=str(tmp / "dl-ablation"))).read_text()
+    assert "Step `multimodal`: not in the feature catalog." in md and "| oracle | baseline |" in md
 
 
 def test_evaluate_job_registers_the_enriched_model_with_its_feature_table_version(world_cfg, evaluated):

@@ -1,0 +1,118 @@
+"""Media similarity links: calibrated thresholds, point in time, hubs, blacklist hits, features."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from riskgraph.features.similarity import (blacklist_features, blacklist_media_hits, blacklist_value_hits,
+                                           calibrate_threshold, linked_pairs, media_links, similarity_features)
+
+T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+ITEMS = "media_key string, application_id string, applicant_id string, kind string, item_ts timestamp"
+NB = "query_key string, neighbour_key string, score float"
+
+
+def _t(days: float) -> dt.datetime:
+    return T0 + dt.timedelta(days=days)
+
+
+def test_threshold_is_the_false_match_quantile_of_cross_owner_pairs():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(400, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    owners = np.arange(400) // 2  # pairs of one owner are skipped
+    v[1] = v[0]  # same owner, identical: not a cross-owner pair
+    v[3] = v[2] * 1.0  # same owner
+    v[10] = v[20]  # two strangers with one identical item (a stock phrase): left out, counted
+    cal = calibrate_threshold(v, owners, false_match_rate=1e-3)
+    s = v @ v.T
+    iu = np.triu_indices(400, 1)
+    keep = (owners[iu[0]] != owners[iu[1]]) & (s[iu] < 1 - 1e-6)
+    assert cal["n_pairs"] == int(keep.sum())
+    assert cal["n_identical"] == 1
+    assert cal["threshold"] == pytest.approx(float(np.quantile(s[iu][keep], 1 - 1e-3, method="higher")), abs=1e-6)
+    assert 0.0 < (s[iu][keep] >= cal["threshold"]).mean() <= 1.5e-3
+    with pytest.raises(ValueError, match="at least 50 items"):
+        calibrate_threshold(v[:10], owners[:10], false_match_rate=1e-3)
+    with pytest.raises(ValueError, match="cannot estimate"):
+        calibrate_threshold(v[:60], owners[:60], false_match_rate=1e-5)
+
+
+def _items(spark):
+    return spark.createDataFrame([
+        ("m1", "A1", "P1", "selfie", _t(0)),
+        ("m2", "A2", "P2", "selfie", _t(1)),
+        ("m3", "A3", "P3", "selfie", _t(2)),
+        ("m3b", "A3", "P3", "id_photo", _t(2)),   # same application as m3: never linked to it
+        ("m4", "A4", "P4", "selfie", _t(2)),      # same time as m3: neither is earlier
+    ], ITEMS)
+
+
+def test_links_point_to_strictly_earlier_items_of_other_applications(spark):
+    items = _items(spark)
+    nb = spark.createDataFrame([
+        ("m2", "m1", 0.95),   # later -> earlier
+        ("m1", "m3", 0.91),   # found from the earlier side only: still m3 -> m1
+        ("m3", "m1", 0.90),   # the same pair from the other side: max kept
+        ("m3", "m3b", 0.99),  # same application
+        ("m3", "m4", 0.99),   # same time
+        ("m2", "m3", 0.80),   # below the threshold
+    ], NB)
+    got = {(r["media_key"], r["anchor_key"]): round(r["similarity"], 2) for r in linked_pairs(nb, items, threshold=0.85).collect()}
+    assert got == {("m2", "m1"): 0.95, ("m3", "m1"): 0.91}
+
+
+def test_an_item_like_many_earlier_strangers_is_a_hub_and_links_nobody(spark):
+    # a chain store: 5 strangers' photos a day apart, all alike; hub from 3 earlier applicants
+    rows = [(f"s{i}", f"S{i}", f"Q{i}", "selfie", _t(i)) for i in range(5)]
+    rows += [("g1", "G1", "R1", "selfie", _t(10)), ("g2", "G2", "R2", "selfie", _t(11))]  # a gang room: two photos
+    items = spark.createDataFrame(rows, ITEMS)
+    pairs = [(f"s{j}", f"s{i}", 0.9) for j in range(5) for i in range(j)] + [("g2", "g1", 0.93)]
+    pairs = spark.createDataFrame(pairs, "media_key string, anchor_key string, similarity double")
+    out = media_links(items, pairs, modality="background", hub_min_applicants=3, hub_window_days=30)
+    hub = {r["media_key"]: (r["is_hub"], r["earlier_applicants"]) for r in out.filter(F.col("media_key") == F.col("value")).collect()}
+    assert hub == {"s0": (False, 0), "s1": (False, 1), "s2": (False, 2), "s3": (True, 3), "s4": (True, 4),
+                   "g1": (False, 0), "g2": (False, 1)}
+    live = {(r["media_key"], r["value"]) for r in out.filter("links").collect()}
+    # own anchors of non-hub items, links among the first three, the gang's link; nothing of s3/s4
+    assert live == {("s0", "s0"), ("s1", "s1"), ("s2", "s2"), ("s1", "s0"), ("s2", "s0"), ("s2", "s1"),
+                    ("g1", "g1"), ("g2", "g2"), ("g2", "g1")}
+    # the window: the same crowd spread over 100 days is no hub at a 30-day window
+    far = spark.createDataFrame([(f"s{i}", f"S{i}", f"Q{i}", "selfie", _t(40 * i)) for i in range(5)], ITEMS)
+    out = media_links(far, pairs, modality="background", hub_min_applicants=3, hub_window_days=30)
+    assert out.filter("is_hub").count() == 0
+
+
+def test_blacklist_hits_count_only_after_the_entry_was_added(spark):
+    app_items = spark.createDataFrame([("c1", "A1", "P1", "call", _t(5)), ("c2", "A2", "P2", "call", _t(20))], ITEMS)
+    samples = spark.createDataFrame([("b1", "BL1", _t(10))], "media_key string, entry_id string, added_ts timestamp")
+    nb = spark.createDataFrame([("c1", "b1", 0.97), ("c2", "b1", 0.96)], NB)
+    hits = blacklist_media_hits(nb, app_items, samples, modality="voice", threshold=0.9).collect()
+    assert [(r["application_id"], r["value"], r["blacklist_kind"]) for r in hits] == [("A2", "BL1", "voice")]
+    apps = spark.createDataFrame([("A1", _t(5), "d1", "p1"), ("A2", _t(20), "d1", "p9")],
+                                 "application_id string, application_ts timestamp, device_id string, phone_key string")
+    entries = spark.createDataFrame([("BL2", "device", "d1", _t(10)), ("BL3", "phone", "p9", _t(30))],
+                                    "entry_id string, kind string, value_key string, added_ts timestamp")
+    exact = blacklist_value_hits(apps, entries).collect()
+    assert [(r["application_id"], r["value"], r["blacklist_kind"]) for r in exact] == [("A2", "BL2", "device")]
+    both = blacklist_media_hits(nb, app_items, samples, modality="voice", threshold=0.9).unionByName(blacklist_value_hits(apps, entries))
+    feats = {r["application_id"]: r.asDict() for r in blacklist_features(both, ("voice", "background", "device", "phone")).collect()}
+    assert feats["A2"]["blacklist_hits"] == 2 and feats["A2"]["blacklist_voice_hit"] == 1 and feats["A2"]["blacklist_phone_hit"] == 0
+
+
+def test_similarity_features_use_only_outcomes_known_before_the_application(spark):
+    links = spark.createDataFrame([
+        ("A3", _t(30), "voice", "A1", 0.95, False, True),
+        ("A3", _t(30), "voice", "A2", 0.97, False, True),
+        ("A3", _t(30), "voice", "A3", 1.0, False, True),   # own item: not a neighbour
+        ("A4", _t(31), "voice", "A1", 0.99, True, False),  # a hub item: no link
+    ], "application_id string, ts timestamp, type string, anchor_application_id string, similarity double, is_hub boolean, links boolean")
+    bad = spark.createDataFrame([("A1", _t(20)), ("A2", _t(40))], "application_id string, known_ts timestamp")
+    f = {r["application_id"]: r.asDict() for r in similarity_features(links, bad, modality="voice").collect()}
+    assert (f["A3"]["sim_voice_prior_apps"], f["A3"]["sim_voice_prior_bad"]) == (2, 1)
+    assert f["A3"]["sim_voice_max_bad_similarity"] == pytest.approx(0.95)  # A2's bad outcome came later
+    assert f["A3"]["sim_voice_is_hub"] == 0 and f["A4"]["sim_voice_is_hub"] == 1
+    assert f["A4"]["sim_voice_prior_apps"] is None  # filled with 0 by assemble_features
