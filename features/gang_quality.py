@@ -101,3 +101,23 @@ def gang_quality_by_size(cont: DataFrame) -> list[dict]:
             "precision": (r["found_pairs_true"] or 0.0) / fp if fp else None,
         })
     return out
+
+
+def gang_subset_quality(cont: DataFrame, true_gangs: DataFrame) -> dict:
+    """Pairwise recall and precision for a subset of the planted gangs (e.g. the media-only
+    ones): recall over the subset's true pairs; precision over the found gangs holding at
+    least one of the subset's members (the gangs an investigator would open for them).
+    Needs :func:`gang_contingency`'s table and true_gangs(gang_id)."""
+    require_columns(cont, ["f", "t", "n"], "gang_subset_quality")
+    require_columns(true_gangs, ["gang_id"], "gang_subset_quality(true_gangs)")
+    subset = true_gangs.select(F.col("gang_id").alias("t")).distinct()
+    mine = cont.join(subset, "t")  # every cell of the subset's true gangs
+    true_pairs = mine.groupBy("t").agg(F.sum("n").alias("m")).agg(F.sum(_pairs(F.col("m")))).first()[0] or 0.0
+    found_true = mine.filter(F.col("f").isNotNull()).agg(F.sum(_pairs(F.col("n")))).first()[0] or 0.0
+    touched = mine.filter(F.col("f").isNotNull()).select("f").distinct()
+    theirs = cont.join(touched, "f")  # every cell of the found gangs touching the subset
+    found_pairs = theirs.groupBy("f").agg(F.sum("n").alias("m")).agg(F.sum(_pairs(F.col("m")))).first()[0] or 0.0
+    found_right = theirs.filter(F.col("t").isNotNull()).agg(F.sum(_pairs(F.col("n")))).first()[0] or 0.0
+    return {"recall": found_true / true_pairs if true_pairs else None,
+            "precision": found_right / found_pairs if found_pairs else None,
+            "true_gangs": subset.count(), "found_gangs": touched.count(), "pairs_true": int(true_pairs), "pairs_found": int(found_pairs)}

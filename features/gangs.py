@@ -10,6 +10,9 @@ from riskgraph.features.graph import APP_PREFIX, application_of, vertex_type
 from riskgraph.features.validation import require_columns
 
 EVIDENCE_TOP = 20
+EVIDENCE_APPS = 5  # member applications named per evidence entry
+# how an evidence sentence names a media link source's shared thing
+MEDIA_NOUN = {"background": "room", "voice": "voice", "text": "wording", "blacklist": "blacklist entry"}
 
 
 def gang_links(edges: DataFrame, super_nodes: DataFrame, *, link_types: tuple[str, ...]) -> DataFrame:
@@ -74,7 +77,7 @@ def gang_members(partition: DataFrame, applications: DataFrame, *, min_size: int
 
 
 def summarize_gangs(members: DataFrame, links: DataFrame, pairs: DataFrame, apps: DataFrame, bad_known: DataFrame, *,
-                    as_of_ts, window_days: float | None = None) -> DataFrame:
+                    as_of_ts, window_days: float | None = None, link_scores: DataFrame | None = None) -> DataFrame:
     """One row per gang, what an investigator reads first (see ``schemas.GANGS``): size and
     distinct applicants; known-bad count and rate as of ``as_of_ts``; first/last application,
     age, span, applications per hour and the most applications in any 24 hours
@@ -88,7 +91,11 @@ def summarize_gangs(members: DataFrame, links: DataFrame, pairs: DataFrame, apps
     Needs members(application_id, gang_id, component_id, method), links(src, dst, ts)
     without super-nodes, pairs(src, dst, types) (the application graph gangs were cut
     from), apps(application_id, applicant_id, application_ts), bad_known(application_id,
-    known_ts); ``window_days`` as given to :func:`application_pairs`.
+    known_ts); ``window_days`` as given to :func:`application_pairs`. Each evidence entry
+    names up to EVIDENCE_APPS of the members it links (``applications``); with
+    ``link_scores(src, dst, similarity)`` (media similarity links) an entry of a scored value
+    also carries the weakest similarity among those members' links and a sentence,
+    e.g. "same room as applications A1, A2 (similarity >= 0.93)".
     """
     require_columns(members, ["application_id", "gang_id", "component_id", "method"], "summarize_gangs(members)")
     require_columns(links, ["src", "dst", "ts"], "summarize_gangs(links)")
@@ -146,12 +153,29 @@ def summarize_gangs(members: DataFrame, links: DataFrame, pairs: DataFrame, apps
     else:
         w_us = int(window_days * 86_400 * 1_000_000)
         near = ((F.col("_t") - F.col("_prev")) <= w_us) | ((F.col("_next") - F.col("_t")) <= w_us)
-    per_value = (ml.filter(near).groupBy("gang_id", "dst").agg(F.countDistinct("src").alias("members"))
-                 .filter(F.col("members") >= 2).select("gang_id", F.col("dst").alias("value"), "members"))
+    close = ml.filter(near)
+    if link_scores is not None:
+        close = close.join(link_scores.select("src", "dst", "similarity"), ["src", "dst"], "left")
+    else:
+        close = close.withColumn("similarity", F.lit(None).cast("double"))
+    per_value = (close.groupBy("gang_id", "dst").agg(
+        F.countDistinct("src").alias("members"),
+        F.slice(F.array_sort(F.collect_set(application_of(F.col("src")))), 1, EVIDENCE_APPS).alias("applications"),
+        F.min("similarity").alias("similarity"))
+        .filter(F.col("members") >= 2).select("gang_id", F.col("dst").alias("value"), "members", "applications", "similarity"))
     n_values = per_value.groupBy("gang_id").agg(F.count(F.lit(1)).alias("n_shared_values"))
-    evidence = per_value.unionByName(bursts).groupBy("gang_id").agg(
-        F.slice(F.sort_array(F.collect_list(F.struct((-F.col("members")).alias("_k"), "value", "members"))), 1, EVIDENCE_TOP).alias("_ev"),
-    ).select("gang_id", F.to_json(F.transform("_ev", lambda s: F.struct(s["value"].alias("value"), s["members"].alias("members")))).alias("evidence"))
+    noun = F.element_at(F.create_map(*[x for k, v in MEDIA_NOUN.items() for x in (F.lit(k), F.lit(v))]), vertex_type(F.col("value")))
+    said = F.when(F.col("similarity").isNotNull() & noun.isNotNull(), F.format_string(
+        "same %s as applications %s (similarity >= %.2f)", noun, F.concat_ws(", ", "applications"), F.col("similarity")))
+    per_value = per_value.withColumn("says", said)
+    burst_rows = bursts.select("gang_id", "value", "members", F.lit(None).cast("array<string>").alias("applications"),
+                               F.lit(None).cast("double").alias("similarity"), F.lit(None).cast("string").alias("says"))
+    evidence = per_value.unionByName(burst_rows).groupBy("gang_id").agg(
+        F.slice(F.sort_array(F.collect_list(F.struct((-F.col("members")).alias("_k"), "value", "members", "applications",
+                                                     "similarity", "says"))), 1, EVIDENCE_TOP).alias("_ev"),
+    ).select("gang_id", F.to_json(F.transform("_ev", lambda s: F.struct(
+        s["value"].alias("value"), s["members"].alias("members"), s["applications"].alias("applications"),
+        F.round(s["similarity"], 3).alias("similarity"), s["says"].alias("says")))).alias("evidence"))
     n = F.col("size")
     return (
         base.join(n_links, "gang_id", "left").join(pair_stats, "gang_id", "left").join(n_values, "gang_id", "left")

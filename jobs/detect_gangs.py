@@ -10,15 +10,16 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from riskgraph import link_sources as LS
 from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.config import GraphSettings
 from riskgraph.features.communities import CommunityStats, partition_quality, split_components
 from riskgraph.features.components import CCStats, choose_graph_backend, connected_components, cut_lineage
-from riskgraph.features.gang_quality import gang_contingency, gang_pair_quality, gang_quality_by_size
+from riskgraph.features.gang_quality import gang_contingency, gang_pair_quality, gang_quality_by_size, gang_subset_quality
 from riskgraph.features.gangs import add_pair_links, application_pairs, gang_links, gang_members, summarize_gangs
 from riskgraph.features.gps_bursts import gps_burst_edges
-from riskgraph.features.graph import detect_super_nodes, hub_thresholds
+from riskgraph.features.graph import app_vertex, detect_super_nodes, hub_thresholds
 from riskgraph.features.network import bad_known_events
 from riskgraph.inputs import bronze_as_of, snapshot, with_run_date
 from riskgraph.io import path_exists
@@ -58,6 +59,16 @@ def build_gang_graph(vertices: DataFrame, edges: DataFrame, apps: DataFrame, g: 
     return thresholds, hubs, links, cut(pairs)
 
 
+def media_link_scores(spark: SparkSession, store, ctx: JobContext) -> DataFrame | None:
+    """src, dst, similarity of the media links this run's graph holds (evidence sentences),
+    or None when graph.sources has no media source."""
+    if not any(LS.get(t).table for t in ctx.cfg.graph.sources):
+        return None
+    ml = snapshot(spark, store, ctx, T.MEDIA_LINKS).filter(F.col("links"))
+    return ml.groupBy(app_vertex(F.col("application_id")).alias("src"), F.concat_ws(":", "type", "value").alias("dst")).agg(
+        F.max("similarity").alias("similarity"))
+
+
 def run(spark: SparkSession, ctx: JobContext) -> dict:
     cfg, g = ctx.cfg, ctx.cfg.graph
     store = choose_store(spark, cfg.store.backend)
@@ -88,7 +99,8 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     # a scalar: components that came out as more than one community
     split = partition.groupBy("component").agg(F.countDistinct("community").alias("k")).filter(F.col("k") > 1).count()
     as_of = dt.datetime.combine(ctx.run_date + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
-    summary = summarize_gangs(members, links, pairs, apps, bad, as_of_ts=as_of, window_days=g.link_window_days)
+    summary = summarize_gangs(members, links, pairs, apps, bad, as_of_ts=as_of, window_days=g.link_window_days,
+                              link_scores=media_link_scores(spark, store, ctx))
 
     w = dict(partition_col=S.RUN_DATE, partitions=[ctx.run_date_str], run_id=ctx.run_id)
     m = store.write(with_run_date(members, ctx, S.GANG_MEMBERS), T.GANG_MEMBERS.uri(cfg), description=T.GANG_MEMBERS.description, **w)
@@ -103,6 +115,10 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
         cont = cut(gang_contingency(apps, members, truth))  # small: about the gangs' membership
         quality.update(gang_pair_quality(cont))
         by_size = gang_quality_by_size(cont)
+        stealth_path = f"{T.truth_dir(cfg)}/stealth_gangs.parquet"
+        if path_exists(spark, stealth_path):  # the planted gangs that share no device/phone/IP/e-mail/referrer
+            quality["media_only_gangs"] = gang_subset_quality(cont, spark.read.parquet(stealth_path))
+            log.info("media-only planted gangs: %s", quality["media_only_gangs"])
         log.info("gang quality vs planted truth: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()})
     clock.lap("quality")
     # bounded: one row per attribute type

@@ -36,7 +36,8 @@ def wanted_types(cfg) -> tuple[str, ...]:
 def current_vectors(spark: SparkSession, store, ctx: JobContext, modality: str) -> DataFrame | None:
     """The modality's embeddings landed by the run date, of the model version the embed step
     uses now (older versions' rows stay in the table for whoever pinned them)."""
-    from riskgraph.embedders.registry import build_embedder, model_settings
+    from riskgraph.embedders.registry import build_embedder
+    from riskgraph.features.embeddings import model_settings
     from riskgraph.jobs.embed import embed_settings, modality_settings
 
     table = T.EMBEDDINGS[modality]

@@ -1,5 +1,5 @@
-"""Credit-model evaluation: KS against scipy / toad, out-of-time splits, the model comparison,
-and the evaluate job end to end on a tiny Delta world (bronze + feature store + MLflow)."""
+"""Credit-model evaluation: KS against scipy / toad, out-of-time splits, the model comparison, the feature
+ablation, and the evaluate job end to end on a tiny Delta world (bronze + feature store + MLflow)."""
 from __future__ import annotations
 
 import datetime as dt

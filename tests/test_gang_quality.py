@@ -67,3 +67,18 @@ def test_quality_by_size_bucket_matches_pair_counting(spark, seed):
         hit = [p for p in f_pairs if truth[p[0]] and truth[p[0]] == truth[p[1]]]
         assert got[label]["found_pairs"] == len(f_pairs)
         assert got[label]["precision"] == (pytest.approx(len(hit) / len(f_pairs)) if f_pairs else None)
+
+
+def test_subset_quality_counts_the_subsets_pairs_and_the_gangs_touching_it(spark):
+    from riskgraph.features.gang_quality import gang_contingency, gang_subset_quality
+
+    # true S (media-only): s1..s4; true T: t1..t3. Found F1 = s1 s2 s3 + t1 (one stranger), F2 = t2 t3, s4 missed.
+    truth = {"s1": "S", "s2": "S", "s3": "S", "s4": "S", "t1": "T", "t2": "T", "t3": "T", "x": None}
+    found = {"s1": "F1", "s2": "F1", "s3": "F1", "t1": "F1", "t2": "F2", "t3": "F2"}
+    apps = spark.createDataFrame([(a,) for a in truth], "application_id string")
+    cont = gang_contingency(apps, spark.createDataFrame(list(found.items()), "application_id string, gang_id string"),
+                            spark.createDataFrame([(a, g) for a, g in truth.items() if g], "application_id string, gang_id string"))
+    q = gang_subset_quality(cont, spark.createDataFrame([("S",)], "gang_id string"))
+    assert q["recall"] == 3 / 6          # s1-s2, s1-s3, s2-s3 of the 6 true pairs
+    assert q["precision"] == 3 / 6       # F1 has 6 pairs, 3 of them true; F2 does not touch S
+    assert (q["true_gangs"], q["found_gangs"]) == (1, 1)

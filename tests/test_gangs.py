@@ -194,7 +194,15 @@ def test_evidence_is_what_formed_the_gang(spark):
     assert set(got) == {"g:x1", "g:b0"}
     x = got["g:x1"]
     assert (x["n_shared_values"], x["link_types"], x["n_link_types"]) == (1, "device", 1)
-    assert x["evidence"] == '[{"value":"device:d-x","members":3}]'  # the e-mail 50 days apart is not evidence
+    # the e-mail 50 days apart is not evidence; the members it links are named
+    assert x["evidence"] == '[{"value":"device:d-x","members":3,"applications":["x1","x2","x3"]}]'
+    # a media anchor's evidence says what is the same, and how similar the weakest link is
+    scores = spark.createDataFrame([("app:x1", "device:d-x", 1.0), ("app:x2", "device:d-x", 0.93), ("app:x3", "device:d-x", 0.95)],
+                                   "src string, dst string, similarity double")
+    media = links.withColumn("dst", F.regexp_replace("dst", "^device:", "background:"))
+    s2 = {r["gang_id"]: r["evidence"] for r in summarize_gangs(members, media, pairs, apps, outcomes, as_of_ts=T0 + 60 * day, window_days=30.0,
+                                                                 link_scores=scores.withColumn("dst", F.regexp_replace("dst", "^device:", "background:"))).collect()}
+    assert '"similarity":0.93,"says":"same room as applications x1, x2, x3 (similarity >= 0.93)"' in s2["g:x1"]
     b = got["g:b0"]
     assert (b["n_shared_values"], b["link_types"], b["n_link_types"], b["n_pairs"]) == (0, "gps_burst", 1, 6)
     assert b["evidence"] == '[{"value":"gps_burst","members":4}]'
