@@ -93,7 +93,7 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
     from riskgraph import tables as T
 
     ing, gang, wfs, ev = (results.get(k, {}) for k in ("ingest", "detect_gangs", "write_feature_store", "evaluate"))
-    med, emb = (results.get(k) or {} for k in ("ingest_media", "embed"))
+    med, emb, lm = (results.get(k) or {} for k in ("ingest_media", "embed", "link_media"))
     return {
         "run_date": ctx.run_date_str,
         "from_date": ctx.from_date.isoformat(),
@@ -108,6 +108,9 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "media_kept": med.get("kept"),
         "media_quarantined": med.get("quarantined"),
         "media_embedded": ({m: (d or {}).get("items_embedded") for m, d in (emb.get("embed") or {}).items()} or None),
+        "media_links": ({m: {"threshold": d.get("threshold"), "links": d.get("links_live"), "hub_items": d.get("hub_items"),
+                             "blacklist_hits": d.get("blacklist_hits")} for m, d in (lm.get("similarity") or {}).items()
+                         if "threshold" in d} or None),
         "feature_rows": wfs.get("feature_rows"),
         "feature_rows_written": wfs.get("feature_rows_written"),
         "gangs": gang.get("gangs"),
@@ -118,9 +121,13 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "gang_ari": gang.get("gang_ari"),
         "gang_modularity": gang.get("gang_modularity"),
         "components_cut": gang.get("components_cut"),
+        "media_only_gangs": gang.get("media_only_gangs"),
         "ks_baseline": ev.get("ks_baseline"),
         "ks_enriched": ev.get("ks_enriched"),
         "ks_uplift": ev.get("ks_uplift"),
+        "ks_uplift_structured": ev.get("ks_uplift_structured"),
+        "ks_uplift_multimodal": ev.get("ks_uplift_multimodal"),
+        "ks_ablation": ev.get("ablation"),
         "ks_uplift_oracle": ev.get("ks_uplift_oracle"),
         "ks_uplift_share_of_oracle": ev.get("ks_uplift_share_of_oracle"),
         "auc_baseline": ev.get("auc_baseline"),
@@ -169,6 +176,9 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
             if med.get("quarantined_by_reason") else "")
          + ("; embedded " + ", ".join(f"{m} {_fmt(n)}" for m, n in sorted((rec.get('media_embedded') or {}).items()))
             if rec.get("media_embedded") else "")),
+        *([f"  media links   " + "; ".join(f"{m}: {_fmt(d['links'])} links (threshold {d['threshold']:.3f}), {_fmt(d['hub_items'])} hub items, "
+                                           f"{_fmt(d['blacklist_hits'])} blacklist hits" for m, d in sorted(rec['media_links'].items()))]
+          if rec.get("media_links") else []),
         f"  gangs         {_fmt(rec['gangs'])} gangs, {_fmt(rec['gang_members'])} member applications, "
         f"{_fmt(rec['super_nodes'])} super-nodes capped  [{rec.get('graph_backend')}]",
         f"                {_fmt(rec.get('components_cut'))} components cut into communities, modularity {_fmt(rec.get('gang_modularity'))}; "
@@ -176,6 +186,9 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
         (f"                vs planted truth: pairwise precision {_fmt(rec.get('gang_pairwise_precision'))}, "
          f"recall {_fmt(rec.get('gang_pairwise_recall'))}, ARI {_fmt(rec.get('gang_ari'))}"
          if rec.get("gang_ari") is not None else "                (no planted truth: no gang quality)"),
+        *([f"                media-only planted gangs: pairwise precision {_fmt(rec['media_only_gangs'].get('precision'))}, "
+           f"recall {_fmt(rec['media_only_gangs'].get('recall'))} ({rec['media_only_gangs'].get('true_gangs')} gangs)"]
+          if (rec.get("media_only_gangs") or {}).get("true_gangs") else []),
         f"                table: {rec['gang_table']}",
         f"  feature store version {_fmt(rec['feature_table_version'])}, {_fmt(rec['feature_rows_written'])} rows written, "
         f"{_fmt(rec['feature_rows'])} for the run date  [{rec.get('store_backend')}]",
@@ -183,6 +196,9 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
         f"                quality gates {rec.get('quality_status') or '-'}: {rec.get('quality_report') or '-'}",
         f"  credit model  KS baseline {_fmt(rec['ks_baseline'])}  enriched {_fmt(rec['ks_enriched'])}  "
         f"uplift {_fmt(rec['ks_uplift'], pct=True)}   (AUC {_fmt(rec['auc_baseline'])} → {_fmt(rec['auc_enriched'])})",
+        *([f"                ablation: " + " → ".join(f"{a['step']} {a['ks_mean']:.4f}" for a in rec["ks_ablation"] if a.get("ks_mean") is not None)
+           + f"  (structured {_fmt(rec.get('ks_uplift_structured'), pct=True)}, multimodal {_fmt(rec.get('ks_uplift_multimodal'), pct=True)})"]
+          if rec.get("ks_ablation") else []),
         (f"                oracle (planted gang membership) uplift {_fmt(rec.get('ks_uplift_oracle'), pct=True)}: "
          f"ours captures {100 * rec['ks_uplift_share_of_oracle']:.0f}%" if rec.get("ks_uplift_share_of_oracle") is not None else
          "                (no planted truth: no oracle comparison)"),
