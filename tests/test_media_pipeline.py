@@ -1,0 +1,81 @@
+"""The multimodal half end to end on a tiny world with media on every application:
+ingest → ingest_media → embed → link_media → build_graph → detect_gangs → assemble_features
+→ write_feature_store, with media sources in the graph and gangs linking on voices."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from riskgraph import tables as T
+from riskgraph.cli import STEPS, run_pipeline
+from riskgraph.config import PROJECT_ROOT, load_config
+from riskgraph.schemas import feature_specs
+from riskgraph.simulator import simulate_world
+
+
+@pytest.fixture(scope="module")
+def media_world(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("media_world")
+    conf = root / "conf.yaml"
+    conf.write_text(yaml.safe_dump({
+        "paths": {"root": str(root / "data"), "checkpoint_dir": str(root / "ckpt")},
+        "mlflow": {"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlflow-art")},
+        "simulation": {"n_applications": 400, "start_date": "2026-01-01", "end_date": "2026-01-31", "gang_share": 0.2,
+                       "media": {"enabled": True, "from_date": "2026-01-01", "photo_size": 96, "call_seconds": 1.5,
+                                 "stealth_gang_share": 0.3}},
+        "graph": {"sources": ["device", "phone", "ip", "gps", "email", "employer", "referrer", "background", "voice", "text", "blacklist"],
+                  "link_types": ["device", "phone", "ip", "email", "referrer", "voice"]},
+        "embed": {"voice": {"folder": str(PROJECT_ROOT / "models" / "voice-cnn")}, "text_fit": {"min_texts": 20, "dim": 16}},
+        "similarity": {"calibration_min_items": 50, "calibration_sample": 400,
+                       "background": {"false_match_rate": 1.0e-3}, "voice": {"false_match_rate": 1.0e-3}, "text": {"false_match_rate": 1.0e-3}},
+        # four weeks of history: the gates' baseline window and the PSI minimum fit a tiny world
+        "quality": {"psi_min_rows": 1000000},
+    }))
+    cfg = load_config("test", conf)
+    sim = simulate_world(cfg.simulation, cfg.paths.root)
+    steps = list(STEPS)[: list(STEPS).index("write_feature_store") + 1]
+    rec = run_pipeline(cfg, run_date=cfg.simulation.end_date, from_date=cfg.simulation.start_date, run_id="load",
+                       steps=steps, spark=spark)
+    return {"cfg": cfg, "sim": sim, "rec": rec}
+
+
+def _delta(cfg, table) -> pd.DataFrame:
+    return DeltaTable(table.uri(cfg)).to_pandas()
+
+
+def test_media_links_point_to_earlier_items_with_a_recorded_threshold(media_world):
+    cfg, rec = media_world["cfg"], media_world["rec"]
+    sim = rec["details"]["link_media"]["similarity"]
+    assert set(sim) == {"background", "voice", "text"}
+    for m, d in sim.items():
+        assert 0 < d["threshold"] <= 1 and d["calibration"]["false_match_rate"] == 1.0e-3, m
+    links = _delta(cfg, T.MEDIA_LINKS)
+    to_other = links[(links.type != "blacklist") & (links.anchor_application_id != links.application_id)]
+    assert len(to_other) > 0
+    assert (to_other.anchor_ts < to_other.ts).all()  # point in time: only earlier items
+    assert (to_other.similarity >= to_other.type.map({m: d["threshold"] for m, d in sim.items()}) - 1e-6).all()
+    assert not links[links.is_hub].links.any()  # a hub item links nobody
+    bl = links[links.type == "blacklist"]
+    assert (bl.anchor_ts < bl.ts).all()  # a blacklist entry counts only after it was added
+
+
+def test_voice_links_reach_the_graph_gangs_and_the_feature_store(media_world):
+    cfg, rec = media_world["cfg"], media_world["rec"]
+    edges = _delta(cfg, T.EDGES)
+    assert {"background", "voice", "text"} <= set(edges.dst.str.split(":").str[0])
+    assert set(edges[edges.dst.str.startswith("voice:")].relationship) == {"same_voice"}
+    gangs = _delta(cfg, T.GANGS)
+    says = [e.get("says") for g in gangs.evidence for e in json.loads(g)]
+    assert any(s and s.startswith("same voice as applications") for s in says), says[:10]
+    feats = _delta(cfg, T.FEATURES)
+    names = [s.name for s in feature_specs(cfg)]
+    assert list(feats.columns) == names
+    assert {"sim_voice_prior_apps", "pit_voice_cluster_size", "blacklist_hits", "pit_mm_component_size"} <= set(names)
+    assert (feats.sim_voice_prior_apps > 0).any() and (feats.pit_voice_cluster_size > 1).any()
+    assert (feats.pit_mm_component_size >= feats.pit_component_size).all()  # media links only add to components
+    assert rec["media_only_gangs"] is not None and rec["media_only_gangs"]["true_gangs"] >= 1
