@@ -113,3 +113,24 @@ out = os.path.join(cfg.paths.root, "reports", f"gang_{GANG.replace(':', '_')}.pn
 os.makedirs(os.path.dirname(out), exist_ok=True)
 fig.savefig(out, dpi=110, bbox_inches="tight")
 print("subgraph picture:", out)
+
+# %% [markdown]
+# ## Its nearest photos, calls and texts (media links)
+#
+# The application's earlier look-alikes from `graph/media_links` (issue 11): the rooms behind
+# its photos, the voice on its call and the wording of its loan purpose, each neighbour labelled
+# with its similarity and whether its bad outcome was known *before this application's time*,
+# plus blacklist hits and the gang's media evidence. The same report as
+# `riskgraph similar APPLICATION_ID` (`riskgraph/analyst.py`); it needs a run with media link
+# sources in `graph.sources`, and is skipped, saying why, when there is none.
+
+# %%
+from riskgraph.analyst import NO_MEDIA_LINKS, similar_report  # noqa: E402
+
+if store.version(T.MEDIA_LINKS.uri(cfg)) is None:
+    print(f"media view skipped: no graph/media_links table under {cfg.paths.root} ({NO_MEDIA_LINKS})")
+else:
+    report = similar_report(spark, cfg, APPLICATION_ID, run_date=RUN_DATE, store=store)
+    for name, path in report.items():
+        print(f"{name:12s} {path}")
+    print(open(report["summary"], encoding="utf-8").read())

@@ -240,6 +240,24 @@ def _features_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _similar_cmd(args: argparse.Namespace) -> int:
+    """``riskgraph similar``: the analyst's report on one application (riskgraph/analyst.py)."""
+    from riskgraph.analyst import AnalystError, similar_report
+    from riskgraph.config import load_config
+    from riskgraph.runtime import parse_overrides
+    from riskgraph.session import get_spark
+
+    cfg = load_config(args.env, args.conf, parse_overrides(args.overrides))
+    spark = get_spark(cfg)
+    try:
+        paths = similar_report(spark, cfg, args.application_id, run_date=args.run_date, k=args.k, out_dir=args.out)
+    except AnalystError as e:
+        raise SystemExit(f"riskgraph similar: {e}") from None
+    for path in paths.values():
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -257,6 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("action", choices=["list", "describe", "doc"])
     f.add_argument("name", nargs="?")
     f.add_argument("--env", default=None)
+    from riskgraph.runtime import _date
+
+    sm = sub.add_parser("similar", help="an analyst's view of one application: its nearest earlier photos, calls and "
+                                        "texts, blacklist hits and gang (pictures + summary under reports/similar/)")
+    sm.add_argument("application_id", help="the application to look at")
+    sm.add_argument("--run-date", type=_date, default=None, help="graph/media_links snapshot to read (default: the latest)")
+    sm.add_argument("--k", type=int, default=12, help="nearest earlier items shown per modality (1..100)")
+    sm.add_argument("--out", default=None, help="output folder (default: <paths.root>/reports/similar/<APPLICATION_ID>/)")
+    sm.add_argument("--env", default=None, help="config environment: conf/<env>.yaml (default $RISKGRAPH_ENV or local)")
+    sm.add_argument("--conf", default=None, help="extra YAML file merged over the environment's config")
+    sm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
 
     if argv and argv[0] == "simulate":
         from riskgraph.jobs import simulate
@@ -266,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "features":
         return _features_cmd(args)
+    if args.cmd == "similar":
+        return _similar_cmd(args)
     if args.cmd == "run":
         steps = [s.strip() for s in args.steps.split(",") if s.strip()]
         unknown = [s for s in steps if s not in STEPS]
