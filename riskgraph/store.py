@@ -167,7 +167,14 @@ class DeltaRsStore:
         dt = DeltaTable(uri, version=version) if version is not None else DeltaTable(uri)
         if timestamp is not None:
             dt.load_as_version(timestamp)
-        schema = from_arrow_schema(pa.schema(dt.schema().to_arrow()))
+        arrow = pa.schema(dt.schema().to_arrow())
+        schema = from_arrow_schema(arrow)
+        # Column comments (written by arrow_schema_with_comments) travel with the columns, as
+        # delta-spark's reader keeps them; from_arrow_schema alone drops field metadata.
+        for sf, af in zip(schema.fields, arrow):
+            comment = (af.metadata or {}).get(b"comment")
+            if comment:
+                sf.metadata = {**(sf.metadata or {}), "comment": comment.decode()}
         files = dt.file_uris()
         if not files:
             return spark.createDataFrame([], schema)

@@ -7,9 +7,10 @@ the latest feature values at or before each timestamp out) and Databricks'
 records which feature-table version it used).
 
     ts = get_training_set(spark, cfg, spine, features=["prior_apps_same_device", ...])
+    ts = get_training_set(spark, spine=pandas_df, feature_table="s3://.../features/application_network")
     ts.feature_table_version     # the pinned Delta version: log it with the model
     ts.match_counts              # spine rows with / without a feature row as of their time
-    ts.to_pandas()               # small spines
+    ts.to_pandas()               # small spines; spine order, time zones kept
     ts.to_spark()                # anything else in Spark
     loader = ts.torch_loader(batch_size=1024, label_col="label", num_workers=2)
     for x, y in loader: ...      # x float32 [B, F] (nulls -> NaN), y [B]
@@ -91,6 +92,10 @@ def available_features(cfg) -> list[str]:
     return [s.name for s in S.feature_specs(cfg) if s.as_of != "key"]
 
 
+# The feature table's entity keys (schemas.feature_specs; tests/test_training.py checks they agree).
+ENTITY_COLUMNS = ("application_id", "applicant_id")
+
+
 def entity_columns(cfg) -> list[str]:
     """Key columns a spine can join on (the feature table's ids; not its time or partition)."""
     return [s.name for s in S.feature_specs(cfg) if s.as_of == "key" and s.name not in (FEATURE_TIME_COL, S.RUN_DATE)]
@@ -161,7 +166,8 @@ def resolve_version(spark: SparkSession, store: TableStore, uri: str, *, version
 
 # --------------------------------------------------------------------------- as-of join
 def join_features_as_of(spine: DataFrame, features_df: DataFrame, features: Sequence[str], *,
-                        entity_col: str = "application_id", time_col: str = "as_of_ts") -> DataFrame:
+                        entity_col: str = "application_id", time_col: str = "as_of_ts",
+                        row_col: str | None = None) -> DataFrame:
     """Point-in-time (as-of) join, in Spark, without collecting anything.
 
     Needs ``entity_col`` and the timestamp ``time_col`` in ``spine``, and ``entity_col``,
@@ -174,6 +180,11 @@ def join_features_as_of(spine: DataFrame, features_df: DataFrame, features: Sequ
     id) ranks its candidates usable-first (``as_of_ts <= t``), then newest ``as_of_ts``, then
     newest ``run_date`` (a deterministic winner if an id were ever written twice). Exactly
     one row per spine row survives, so the output never has more rows than the spine.
+
+    ``row_col`` names a spine column that already numbers the rows in the spine's order (the
+    pandas path adds one); without it the order is Spark's (``monotonically_increasing_id``:
+    partition, then position). The output keeps it as ``__rg_row`` so callers can restore
+    the spine's order.
     """
     missing = [c for c in (entity_col, time_col) if c not in spine.columns]
     if missing:
@@ -185,7 +196,7 @@ def join_features_as_of(spine: DataFrame, features_df: DataFrame, features: Sequ
     clash = [f for f in features if f in spine.columns]
     if clash:
         raise ValueError(f"spine already has columns named like requested features {clash}; rename or drop them")
-    internal = [c for c in spine.columns if c.startswith("__rg_")]
+    internal = [c for c in spine.columns if c.startswith("__rg_") and c != row_col]
     if internal:
         raise ValueError(f"spine columns {internal} use the reserved prefix __rg_")
     need = [entity_col, FEATURE_TIME_COL, S.RUN_DATE, *features]
@@ -198,7 +209,8 @@ def join_features_as_of(spine: DataFrame, features_df: DataFrame, features: Sequ
     # The row id is computed once per evaluation of this single plan (the spine appears
     # only once in it), so it identifies a spine row even if the spine has duplicates.
     # (Spark treats the stage as indeterminate and reruns its consumers on a retry.)
-    s = spine.withColumn(_ROW, F.monotonically_increasing_id())
+    s = spine.withColumn(_ROW, F.monotonically_increasing_id() if row_col is None else F.col(row_col))
+    spine_cols = [c for c in spine.columns if c != row_col]
     j = s.join(ft, F.col(entity_col) == F.col(_KEY), "left")
     valid = F.coalesce(F.col(_TS) <= F.col(time_col), F.lit(False))
     # Partitioned by (entity, row id): the join already hash-partitioned the rows by entity,
@@ -210,7 +222,7 @@ def join_features_as_of(spine: DataFrame, features_df: DataFrame, features: Sequ
               .when(~F.col(_VALID), BEFORE_FIRST_ROW)
               .otherwise(MATCHED))
     feat_cols = [F.when(F.col(_VALID), F.col(f)).alias(f, metadata=features_df.schema[f].metadata) for f in features]
-    return best.select(*[F.col(c) for c in spine.columns], *feat_cols, status.alias(_STATUS))
+    return best.select(*[F.col(c) for c in spine_cols], *feat_cols, status.alias(_STATUS), F.col(_ROW))
 
 
 # --------------------------------------------------------------------------- training set
@@ -233,6 +245,10 @@ class TrainingSet:
     snapshot_root: str | None = None  # default parent folder for Parquet snapshots
     snapshot_path: str | None = None  # set by write_snapshot
     snapshot_files: tuple[str, ...] = field(default=())
+    # df plus the internal spine row number (__rg_row), so to_pandas can keep the spine's order
+    ordered: DataFrame | None = field(default=None, repr=False)
+    # a pandas spine's datetime columns: name -> time zone (None = the spine's naive UTC times)
+    spine_time_zones: dict = field(default_factory=dict)
 
     def metadata(self) -> dict:
         """What to log with a model (e.g. as MLflow params): table, pinned version, features."""
@@ -244,19 +260,37 @@ class TrainingSet:
         return self.df
 
     def to_pandas(self, limit: int | None = None):
-        """The training set as a pandas frame, ordered by (time, entity).
+        """The training set as a pandas frame, **in the spine's order** (a pandas spine's row
+        order; a Spark spine's partition order), with a fresh ``RangeIndex``.
+
+        Time zones, as Feast returns them: Spark timestamp columns come back tz-aware in UTC;
+        the datetime columns of a pandas spine come back as they went in (tz-aware in their
+        own zone, or naive UTC). Converted through epoch microseconds, so neither the Spark
+        session's time zone nor the machine's changes a value.
 
         Collects to the driver. Bounded: the as-of join yields exactly one row per spine
         row, so the frame is as large as the spine the caller chose (``match_counts["rows"]``
         rows); pass ``limit`` to take only the first rows, or use ``to_spark()`` /
         ``torch_loader()`` for spines that do not fit in driver memory.
         """
-        df = self.df.orderBy(self.time_col, self.entity_col)
+        import pandas as pd
+
+        src = self.ordered if self.ordered is not None else self.df.withColumn(_ROW, F.monotonically_increasing_id())
+        df = src.orderBy(_ROW)
         if limit is not None:
             if limit < 0:
                 raise ValueError(f"limit must be >= 0, got {limit}")
             df = df.limit(limit)
-        return df.toPandas()
+        ts_cols = [f.name for f in df.schema.fields if isinstance(f.dataType, TimestampType)]
+        df = df.select(*[F.unix_micros(F.col(c)).alias(c) if c in ts_cols else F.col(c) for c in df.columns])
+        pdf = df.toPandas().drop(columns=[_ROW]).reset_index(drop=True)
+        for c in ts_cols:
+            t = pd.to_datetime(pdf[c].astype("Int64"), unit="us", utc=True).dt.as_unit("ns")
+            if c in self.spine_time_zones:
+                tz = self.spine_time_zones[c]
+                t = t.dt.tz_localize(None) if tz is None else t.dt.tz_convert(tz)
+            pdf[c] = t
+        return pdf
 
     def write_snapshot(self, path: str | None = None, *, num_files: int | None = None, overwrite: bool = False) -> list[str]:
         """Materialise the training set as Parquet files written by Spark's executors, plus a
@@ -325,37 +359,56 @@ class TrainingSet:
                            multiprocessing_context=multiprocessing_context, pin_memory=pin_memory)
 
 
-def get_training_set(spark: SparkSession, cfg, spine: DataFrame, *, features: Sequence[str] | None = None,
-                     version: int | None = None, timestamp: str | None = None, entity_col: str = "application_id",
-                     time_col: str = "as_of_ts", store: TableStore | None = None) -> TrainingSet:
+def get_training_set(spark: SparkSession, cfg=None, spine=None, *, features: Sequence[str] | None = None,
+                     feature_table: str | None = None, version: int | None = None, timestamp: str | None = None,
+                     entity_col: str = "application_id", time_col: str | None = None,
+                     store: TableStore | None = None) -> TrainingSet:
     """Point-in-time features for a labelled spine, from one pinned feature-table version.
 
-    ``spine`` needs ``entity_col`` (a key of the feature table: ``application_id``, or
-    ``applicant_id`` for "the applicant's latest application as of t") and the timestamp
-    ``time_col``; its other columns (labels, extras) are kept as they are. ``features``
-    defaults to every catalog feature (``schemas.feature_specs``). ``version`` or
-    ``timestamp`` time-travels; by default the current version is resolved once and
-    recorded as ``feature_table_version``.
+    ``spine`` is a Spark or a pandas DataFrame (Feast's "entity dataframe") with
+    ``entity_col`` (a key of the feature table: ``application_id``, or ``applicant_id`` for
+    "the applicant's latest application as of t") and a timestamp column; its other columns
+    (labels, extras) are kept as they are, and ``to_pandas()`` returns the rows in the
+    spine's order. ``time_col`` defaults as in Feast: ``event_timestamp`` if the spine has
+    it, else ``as_of_ts``, else the spine's only timestamp column. Naive pandas times are
+    taken as UTC.
+
+    The table is the project's feature table (``cfg``), or any riskgraph feature table named
+    by ``feature_table`` (a path or URI; ``cfg`` may then be None). Reading writes nothing
+    (no folders, no files). ``features`` defaults to every feature column of the table.
+    ``version`` or ``timestamp`` time-travels; by default the current version is resolved
+    once and recorded as ``feature_table_version``.
 
     Runs one Spark job now (counting matched / unmatched spine rows); the training set's
     rows are computed when used.
     """
-    feats = _check_features(cfg, features)
-    keys = entity_columns(cfg)
-    if entity_col not in keys:
-        raise ValueError(f"entity_col {entity_col!r} is not a key of the feature table; keys: {keys}")
-    store = store or choose_store(spark, cfg.store.backend)
-    uri = T.FEATURES.uri(cfg)
+    if spine is None:
+        raise TypeError("get_training_set needs a spine: a Spark or pandas DataFrame with the entity id and a timestamp")
+    if cfg is None and feature_table is None:
+        raise ValueError("pass cfg (the project's feature table) or feature_table=<path or URI of a feature table>")
+    spine, row_col, zones = _as_spark_spine(spark, spine)
+    time_col = infer_time_col(spine, time_col, exclude=(row_col,) if row_col else ())
+    if entity_col not in ENTITY_COLUMNS:
+        raise ValueError(f"entity_col {entity_col!r} is not a key of the feature table; keys: {list(ENTITY_COLUMNS)}")
+    store = store or choose_store(spark, cfg.store.backend if cfg is not None else "auto")
+    uri = feature_table if feature_table is not None else T.FEATURES.uri(cfg)
     v = resolve_version(spark, store, uri, version=version, timestamp=timestamp)
     table = store.read(spark, uri, version=v)
+    table_feats = [c for c in table.columns if c not in (*ENTITY_COLUMNS, FEATURE_TIME_COL, S.RUN_DATE)]
+    if cfg is not None:
+        feats = _check_features(cfg, features)
+    else:
+        feats = _check_names(features, table_feats)
     lacking = [f for f in feats if f not in table.columns]
     if lacking:
         raise ValueError(f"feature table {uri} at version {v} has no columns {lacking} (written before they were "
                          f"added, or with another config); it has: {table.columns}")
-    # The catalog's descriptions travel with the columns (the delta-rs read drops comments).
-    docs = {sp.name: sp.description for sp in S.feature_specs(cfg)}
-    table = table.select(*[F.col(c).alias(c, metadata={"comment": docs[c]}) if c in feats else F.col(c) for c in table.columns])
-    joined = join_features_as_of(spine, table, feats, entity_col=entity_col, time_col=time_col)
+    # Column documentation travels with the features: the table's own comments, else the catalog's.
+    docs = {sp.name: sp.description for sp in S.feature_specs(cfg)} if cfg is not None else {}
+    docs.update({f.name: f.metadata["comment"] for f in table.schema.fields if (f.metadata or {}).get("comment")})
+    table = table.select(*[F.col(c).alias(c, metadata={"comment": docs[c]}) if c in feats and c in docs else F.col(c)
+                           for c in table.columns])
+    joined = join_features_as_of(spine, table, feats, entity_col=entity_col, time_col=time_col, row_col=row_col)
     # Bounded collect: at most len(STATUSES) rows.
     counts = {st: 0 for st in STATUSES}
     for r in joined.groupBy(_STATUS).count().collect():
@@ -366,9 +419,73 @@ def get_training_set(spark: SparkSession, cfg, spine: DataFrame, *, features: Se
         log.warning("training set: %d of %d spine rows have no feature row as of their time (kept with null features): %s",
                     unmatched, counts["rows"], {k: n for k, n in counts.items() if k not in ("rows", MATCHED) and n})
     log.info("training set: feature table %s version %d (%s), %d features, %d rows", uri, v, store.name, len(feats), counts["rows"])
-    return TrainingSet(df=joined.drop(_STATUS), features=tuple(feats), feature_table=uri, feature_table_version=v,
+    ordered = joined.drop(_STATUS)
+    return TrainingSet(df=ordered.drop(_ROW), features=tuple(feats), feature_table=uri, feature_table_version=v,
                        entity_col=entity_col, time_col=time_col, match_counts=counts, store_backend=store.name,
-                       snapshot_root=cfg.paths.table("work", "training_sets"))
+                       snapshot_root=cfg.paths.table("work", "training_sets") if cfg is not None else None,
+                       ordered=ordered, spine_time_zones=zones)
+
+
+def infer_time_col(spine: DataFrame, time_col: str | None = None, *, exclude: Sequence[str] = ()) -> str:
+    """The spine's time column: ``time_col`` if given, else (as Feast infers it)
+    ``event_timestamp``, else ``as_of_ts``, else the only timestamp-typed column."""
+    if time_col is not None:
+        return time_col
+    for name in ("event_timestamp", FEATURE_TIME_COL):
+        if name in spine.columns:
+            return name
+    stamps = [f.name for f in spine.schema.fields if f.name not in exclude
+              and isinstance(f.dataType, (TimestampType, TimestampNTZType))]
+    if len(stamps) == 1:
+        return stamps[0]
+    raise ValueError(f"cannot tell the spine's time column: it has no event_timestamp or as_of_ts column and "
+                     f"{len(stamps)} timestamp columns {stamps}; pass time_col=<name>")
+
+
+def _as_spark_spine(spark: SparkSession, spine):
+    """(Spark spine, row-number column or None, {datetime column: time zone}).
+
+    A pandas spine gets a row-number column (its order) and UTC datetimes: naive ones are
+    taken as UTC (as Feast does), aware ones converted; their zones are remembered so
+    ``to_pandas`` returns them as they came. The caller's frame is not modified."""
+    if isinstance(spine, DataFrame):
+        return spine, None, {}
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a pyspark[sql] dependency
+        pd = None
+    if pd is None or not isinstance(spine, pd.DataFrame):
+        raise TypeError(f"spine must be a Spark or pandas DataFrame, got {type(spine).__name__}")
+    internal = [c for c in spine.columns if str(c).startswith("__rg_")]
+    if internal:
+        raise ValueError(f"spine columns {internal} use the reserved prefix __rg_")
+    pdf = spine.reset_index(drop=True).copy()
+    zones = {}
+    for c in pdf.columns:
+        if pd.api.types.is_datetime64_any_dtype(pdf[c]):
+            tz = pdf[c].dt.tz
+            zones[c] = tz
+            pdf[c] = pdf[c].dt.tz_localize("UTC") if tz is None else pdf[c].dt.tz_convert("UTC")
+    pdf[_ROW] = np.arange(len(pdf), dtype="int64")
+    return spark.createDataFrame(pdf), _ROW, zones
+
+
+def _check_names(features: Sequence[str] | None, avail: list[str]) -> list[str]:
+    """_check_features for a table named by path: the table's own feature columns."""
+    if features is None:
+        return list(avail)
+    if isinstance(features, str):
+        raise TypeError(f"features must be a list of names, got the string {features!r}")
+    feats = list(features)
+    if not feats:
+        raise ValueError("features is empty; pass None for every feature or a list from: " + ", ".join(avail))
+    dup = sorted({f for f in feats if feats.count(f) > 1})
+    if dup:
+        raise ValueError(f"features lists {dup} more than once")
+    unknown = [f for f in feats if f not in avail]
+    if unknown:
+        raise ValueError(f"unknown features {unknown}; the table's features: {', '.join(avail)}")
+    return feats
 
 
 # --------------------------------------------------------------------------- files

@@ -13,10 +13,13 @@ from pyspark.testing import assertDataFrameEqual
 from riskgraph import tables as T
 from riskgraph.schemas import feature_schema
 from riskgraph.store import DeltaRsStore
+from riskgraph.config import PROJECT_ROOT
 from riskgraph.training import (
+    ENTITY_COLUMNS,
     DeltaSnapshotDataset,
     ParquetIterableDataset,
     available_features,
+    entity_columns,
     get_training_set,
 )
 
@@ -27,11 +30,6 @@ FEATS_DDL = "prior_apps_same_device long, pit_component_size long, pit_component
 
 def _ts(day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
     return dt.datetime(2026, 1, day, hour, minute, tzinfo=UTC)
-
-
-def _naive(t: dt.datetime | None):
-    """What Spark gives back for a UTC timestamp (session and test machine in UTC)."""
-    return None if t is None else t.astimezone(UTC).replace(tzinfo=None)
 
 
 def _write_features(spark, cfg, rows: list[dict], run_id: str):
@@ -148,12 +146,12 @@ def test_pandas_matches_expectation_and_bad_requests_fail_clearly(spark, cfg_fac
     spine = spark.createDataFrame(SPINE, SPINE_DDL)
     ts = get_training_set(spark, cfg, spine, features=FEATS)
     got = ts.to_pandas()
-    # ordered by (time, entity), nulls first, like Spark's orderBy
-    order = sorted(EXPECTED, key=lambda r: (r[1] is not None, r[1] or _ts(1), r[0]))
-    expected = pd.DataFrame([(r[0], _naive(r[1]), *r[2:]) for r in order], columns=ts.df.columns)
-    expected = expected.astype({f: "float64" for f in FEATS}).astype({"as_of_ts": "datetime64[ns]"})
+    # in the spine's order, Spark timestamps tz-aware in UTC (as Feast returns them)
+    expected = pd.DataFrame(EXPECTED, columns=ts.df.columns)
+    expected = expected.astype({f: "float64" for f in FEATS})
+    expected["as_of_ts"] = pd.to_datetime(expected["as_of_ts"], utc=True)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
-    assert pd.api.types.is_datetime64_any_dtype(got["as_of_ts"])
+    assert str(got["as_of_ts"].dtype) == "datetime64[ns, UTC]"
     assert all(pd.api.types.is_numeric_dtype(got[f]) for f in FEATS)
     pd.testing.assert_frame_equal(ts.to_pandas(limit=2), expected.head(2), check_dtype=False)
 
@@ -165,8 +163,10 @@ def test_pandas_matches_expectation_and_bad_requests_fail_clearly(spark, cfg_fac
         get_training_set(spark, cfg, spine, features=["prior_apps_same_device", "nope"])
     with pytest.raises(ValueError, match="entity_col 'device_id' is not a key.*application_id"):
         get_training_set(spark, cfg, spine.withColumnRenamed("application_id", "device_id"), entity_col="device_id")
-    with pytest.raises(ValueError, match=r"spine lacks \['as_of_ts'\]"):
+    with pytest.raises(ValueError, match=r"cannot tell the spine's time column: .* 0 timestamp columns"):
         get_training_set(spark, cfg, spine.drop("as_of_ts"), features=FEATS)
+    with pytest.raises(ValueError, match=r"spine lacks \['t'\]"):
+        get_training_set(spark, cfg, spine, features=FEATS, time_col="t")
     with pytest.raises(TypeError, match="must be a timestamp"):
         get_training_set(spark, cfg, spine.selectExpr("application_id", "cast(as_of_ts as string) as as_of_ts"))
     with pytest.raises(ValueError, match="named like requested features"):
@@ -209,3 +209,96 @@ def test_torch_loader_two_workers_every_row_once(spark, cfg_factory):
     xs = torch.cat([xb for ds in per_rank for xb, _ in ds])
     assert sorted(xs[:, 0].long().tolist()) == list(range(n))
     assert (xs[xs[:, 0].long() % 7 == 0, 2] == -1.0).all()
+
+
+def _tree(*roots) -> dict:
+    """Every file and folder under the roots, with sizes and mtimes (to prove nothing was written)."""
+    out = {}
+    for root in roots:
+        if root.exists():
+            for p in root.rglob("*"):
+                st = p.stat()
+                out[str(p)] = (p.is_dir(), st.st_size, st.st_mtime_ns)
+    return out
+
+
+def test_pandas_spine_as_a_feast_user_writes_it(spark, cfg_factory):
+    """Feast's entity dataframe: pandas, ``event_timestamp`` in a local zone, rows in no
+    particular order. Comes back in the spine's order with its zone and index, values as the
+    Spark path gives them; the caller's frame is not touched."""
+    cfg = cfg_factory()
+    _write_features(spark, cfg, BASE_ROWS, "load")
+    berlin = "Europe/Berlin"
+    rows = [r for r in SPINE if r[1] is not None]
+    order = [3, 0, 4, 2, 1]  # A9, A1, A1 later, A3, A2: neither time nor id order
+    spine = pd.DataFrame({
+        "application_id": [rows[i][0] for i in order],
+        "event_timestamp": pd.to_datetime([rows[i][1] for i in order], utc=True).tz_convert(berlin),
+        "label": [rows[i][2] for i in order],
+    }, index=[10, 7, 3, 99, 5])
+    before = spine.copy()
+    ts = get_training_set(spark, cfg, spine, features=FEATS)
+    assert ts.time_col == "event_timestamp"
+    got = ts.to_pandas()
+    pd.testing.assert_frame_equal(spine, before)  # the caller's frame is unchanged
+    exp_rows = [e for e in EXPECTED if e[1] is not None]
+    expected = pd.DataFrame({
+        "application_id": [exp_rows[i][0] for i in order],
+        "event_timestamp": spine["event_timestamp"].to_numpy(),
+        "label": [exp_rows[i][2] for i in order],
+        **{f: [exp_rows[i][4 + j] for i in order] for j, f in enumerate(FEATS)},
+    }).astype({f: "float64" for f in FEATS})
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert str(got["event_timestamp"].dt.tz) == berlin
+    assert isinstance(got.index, pd.RangeIndex)
+    assert ts.match_counts["matched"] == 3
+
+    # naive pandas times are UTC (as in Feast) and come back naive
+    naive = spine.assign(event_timestamp=spine["event_timestamp"].dt.tz_convert("UTC").dt.tz_localize(None))
+    got_naive = get_training_set(spark, cfg, naive, features=FEATS).to_pandas()
+    assert got_naive["event_timestamp"].dt.tz is None
+    pd.testing.assert_frame_equal(got_naive[FEATS], got[FEATS])
+    # limit keeps the spine's order too
+    pd.testing.assert_frame_equal(ts.to_pandas(limit=2), got.head(2))
+    # the spine's own time column name, and errors a pandas user can act on
+    other = spine.rename(columns={"event_timestamp": "applied_at"})
+    assert get_training_set(spark, cfg, other, features=FEATS).time_col == "applied_at"
+    two = other.assign(seen_at=other["applied_at"])
+    with pytest.raises(ValueError, match=r"2 timestamp columns \['applied_at', 'seen_at'\]; pass time_col"):
+        get_training_set(spark, cfg, two, features=FEATS)
+    assert get_training_set(spark, cfg, two, features=FEATS, time_col="seen_at").time_col == "seen_at"
+    with pytest.raises(TypeError, match="spine must be a Spark or pandas DataFrame, got list"):
+        get_training_set(spark, cfg, [("A1", _ts(1))])
+    with pytest.raises(TypeError, match="must be a timestamp"):
+        get_training_set(spark, cfg, spine.assign(event_timestamp=spine["event_timestamp"].astype(str)), features=FEATS)
+
+
+def test_feature_table_by_path_reads_without_writing(spark, cfg_factory, tmp_path):
+    """A modeller names the table by path, without the project's config; the read writes
+    nothing under the table, the config's root or the project's var/; the column docs come
+    from the table itself."""
+    cfg = cfg_factory()
+    _write_features(spark, cfg, BASE_ROWS, "load")
+    uri = T.FEATURES.uri(cfg)
+    spine = spark.createDataFrame(SPINE, SPINE_DDL)
+    watched = (tmp_path, PROJECT_ROOT / "var")
+    before = _tree(*watched)
+    ts = get_training_set(spark, spine=spine, feature_table=uri, features=FEATS)
+    via_cfg = get_training_set(spark, cfg, spine, features=FEATS)
+    assertDataFrameEqual(ts.to_spark(), via_cfg.to_spark())
+    pd.testing.assert_frame_equal(ts.to_pandas(), via_cfg.to_pandas())
+    assert _tree(*watched) == before
+    assert (ts.feature_table, ts.feature_table_version, ts.snapshot_root) == (uri, 0, None)
+    assert ts.df.schema["pit_component_size"].metadata["comment"].startswith("size, including this application")
+    # every feature column of the table by default; unknown names name the table's features
+    everything = get_training_set(spark, spine=spine, feature_table=uri)
+    assert everything.features == tuple(available_features(cfg))
+    with pytest.raises(ValueError, match=r"unknown features \['nope'\]; the table's features: prior_apps_same_applicant"):
+        get_training_set(spark, spine=spine, feature_table=uri, features=["nope"])
+    with pytest.raises(ValueError, match="pass cfg .* or feature_table="):
+        get_training_set(spark, spine=spine)
+    with pytest.raises(Exception, match="no Delta table at"):
+        get_training_set(spark, spine=spine, feature_table=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="snapshot_root"):
+        ts.write_snapshot()
+    assert tuple(entity_columns(cfg)) == ENTITY_COLUMNS
