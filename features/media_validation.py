@@ -61,7 +61,8 @@ from pyspark.sql.types import (
 
 from riskgraph import schemas as S
 from riskgraph.config import MediaIngest
-from riskgraph.features.validation import CORRUPT, RECORD, REASONS, require_columns
+from riskgraph.landing import FILE, LINE
+from riskgraph.features.validation import CORRUPT, RECORD, REASONS, require_columns, safe_record, structural_first, with_landing_columns
 from riskgraph.pseudonym import NORMALISERS, hmac_column
 
 # Blacklist samples are media items too: their kind says which modality they are matched in.
@@ -446,24 +447,23 @@ def media_ref_items(refs: DataFrame, *, applications: DataFrame) -> DataFrame:
     raw_cols = [c.name for c in S.RAW_MEDIA_REFS]
     require_columns(refs, raw_cols + [S.DT], "media_ref_items")
     require_columns(applications, ["application_id", "application_ts"], "media_ref_items(applications)")
-    if CORRUPT not in refs.columns:
-        refs = refs.withColumn(CORRUPT, F.lit(None).cast("string"))
+    refs = with_landing_columns(refs)
     # one row per application whatever the input: a repeated id must not multiply references
     apps = applications.groupBy("application_id").agg(F.min("application_ts").alias("_app_ts"))
     app_id, kind, uri = _blank_to_null("application_id"), F.lower(_blank_to_null("kind")), _blank_to_null("uri")
     typed = refs.select(
         app_id.alias("application_id"), kind.alias("kind"), uri.alias("uri"), F.col(S.DT), F.col(CORRUPT),
-        F.to_json(F.struct(*[F.col(c) for c in raw_cols])).alias(RECORD),
+        safe_record(F.to_json(F.struct(*[F.col(c) for c in raw_cols]))).alias(RECORD),
     ).join(apps, on="application_id", how="left")
     known_kind = F.col("kind").isin(*sorted(S.MEDIA_KINDS))
-    reasons = _reasons(
-        F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row")),
+    reasons = structural_first(_reasons(
+        F.col(CORRUPT),
         F.when(F.col("application_id").isNull(), F.lit("null_key:application_id")),
         F.when(F.col("kind").isNull(), F.lit("null_value:kind")),
         F.when(F.col("kind").isNotNull() & ~known_kind, F.concat(F.lit("unknown_kind:"), F.col("kind"))),
         F.when(F.col("uri").isNull(), F.lit("null_value:uri")),
         F.when(F.col("application_id").isNotNull() & F.col("_app_ts").isNull(), F.lit("orphan:application_id")),
-    )
+    ))
     return typed.select(
         "application_id", F.lit(None).cast("string").alias("blacklist_entry_id"), "kind", "uri",
         F.col("_app_ts").alias("item_ts"), S.DT, reasons.alias(REASONS), RECORD,
@@ -572,7 +572,8 @@ def split_media(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
     ))
     bad = flagged.filter(F.size(REASONS) > 0).select(*[
         e.cast(c.dtype).alias(c.name, metadata={"comment": c.description}) for c, e in zip(S.QUARANTINE, [
-            F.lit("media"), F.array_join(F.array_sort(F.array_distinct(REASONS)), ";"), record, F.col(S.DT)])
+            F.lit("media"), F.array_join(F.array_sort(F.array_distinct(REASONS)), ";"), record, F.col(S.DT),
+            F.lit(None), F.lit(None)])
     ])
     return good, bad
 
@@ -614,8 +615,7 @@ def validate_blacklists(raw: DataFrame, *, key: bytes, future_tolerance_minutes:
     null_value:uri (voice/background without a sample)."""
     raw_cols = [c.name for c in S.RAW_BLACKLISTS]
     require_columns(raw, raw_cols + [S.DT], "validate_blacklists")
-    if CORRUPT not in raw.columns:
-        raw = raw.withColumn(CORRUPT, F.lit(None).cast("string"))
+    raw = with_landing_columns(raw)
     entry_id, kind = _blank_to_null("entry_id"), F.lower(_blank_to_null("kind"))
     value, uri = _blank_to_null("value"), _blank_to_null("uri")
     ts_text = _blank_to_null("added_ts")
@@ -627,7 +627,7 @@ def validate_blacklists(raw: DataFrame, *, key: bytes, future_tolerance_minutes:
     # what the quarantine may show of the value: a device id, else only a pseudonym
     record_value = F.when(kind == "device", value).when(kind == "phone", phone_key).otherwise(hmac_column(value, key))
     reasons = _reasons(
-        F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row")),
+        F.col(CORRUPT),
         F.when(entry_id.isNull(), F.lit("null_key:entry_id")),
         F.when(kind.isNull(), F.lit("null_value:kind")),
         F.when(kind.isNotNull() & ~kind.isin(*S.BLACKLIST_KINDS), F.concat(F.lit("unknown_kind:"), kind)),
@@ -638,11 +638,11 @@ def validate_blacklists(raw: DataFrame, *, key: bytes, future_tolerance_minutes:
         F.when((kind == "phone") & value.isNotNull() & phone.isNull(), F.lit("bad_value:value")),
         F.when(kind.isin("voice", "background") & uri.isNull(), F.lit("null_value:uri")),
     )
-    record = F.to_json(F.struct(F.col("entry_id"), F.col("kind"), record_value.alias("value_key"), F.col("uri"), F.col("added_ts")))
+    record = safe_record(F.to_json(F.struct(F.col("entry_id"), F.col("kind"), record_value.alias("value_key"), F.col("uri"), F.col("added_ts"))))
     return raw.select(
         entry_id.alias("entry_id"), kind.alias("kind"), value_key.alias("value_key"),
         F.when(kind.isin("voice", "background"), uri).alias("uri"), ts.alias("added_ts"), F.col(S.DT),
-        reasons.alias(REASONS), record.alias(RECORD),
+        structural_first(reasons).alias(REASONS), record.alias(RECORD), F.col(FILE), F.col(LINE),
     )
 
 

@@ -14,11 +14,11 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from riskgraph import schemas as S
+from riskgraph.landing import CORRUPT, FILE, LINE, MASK, record_json_for_mask
 from riskgraph.pseudonym import NORMALISERS, hmac_column
 
 REASONS = "_reasons"
 RECORD = "_record"
-CORRUPT = "_corrupt_record"
 EARTH_M_PER_DEG = 111_320.0
 
 
@@ -43,9 +43,14 @@ def _reasons(*checks: Column) -> Column:
 
 
 def _typed_number(c: str, dtype: str) -> tuple[Column, Column]:
-    """(typed value, check that a non-blank text failed to parse)."""
+    """(typed value, check that a non-blank text failed to parse). ``NaN``, ``Infinity``
+    and overflowing texts such as ``1e400`` parse as doubles but are not amounts or
+    coordinates: they are bad_type too (typed value null), never kept."""
     text = _blank_to_null(c)
     typed = text.cast(dtype)
+    if dtype == "double":
+        finite = ~F.isnan(typed) & (F.abs(typed) < F.lit(float("inf")))
+        typed = F.when(finite, typed)
     return typed, _check(text.isNotNull() & typed.isNull(), f"bad_type:{c}")
 
 
@@ -55,15 +60,38 @@ def _typed_ts(c: str) -> tuple[Column, Column]:
     return typed, _check(text.isNotNull() & typed.isNull(), f"bad_timestamp:{c}")
 
 
+def with_landing_columns(raw: DataFrame) -> DataFrame:
+    """Add the landing reader's columns (riskgraph/landing.py) a frame lacks, as nulls, so
+    validators also take frames built by hand (tests, other readers)."""
+    for c, t in ((CORRUPT, "string"), (MASK, "string"), (FILE, "string"), (LINE, "long")):
+        if c not in raw.columns:
+            raw = raw.withColumn(c, F.lit(None).cast(t))
+    return raw
+
+
+def safe_record(record: Column) -> Column:
+    """The quarantine record: a structurally broken row's fields cannot be trusted to be in
+    their columns (a phone may sit under ``employer``), so it shows only its masked shape
+    and what was wrong; a well-formed row shows ``record``."""
+    return F.when(F.col(CORRUPT).isNotNull(), record_json_for_mask(MASK, CORRUPT)).otherwise(record)
+
+
+def structural_first(reasons: Column) -> Column:
+    """A structurally broken row has one reason, its structural one (its columns are empty,
+    so every field check would fail too and say nothing)."""
+    return F.when(F.col(CORRUPT).isNotNull(), F.array(F.col(CORRUPT))).otherwise(reasons)
+
+
 def _record_json(raw_columns: list[str], pii: dict[str, str], key: bytes) -> Column:
-    """The raw row as JSON for the quarantine, PII columns replaced by their pseudonyms."""
+    """The raw row as JSON for the quarantine, PII columns replaced by their pseudonyms
+    (a structurally broken row: its masked shape, see ``safe_record``)."""
     fields = []
     for c in raw_columns:
         if c in pii:
             fields.append(hmac_column(NORMALISERS[_pii_kind(c)](F.col(c)), key).alias(pii[c]))
         else:
             fields.append(F.col(c))
-    return F.to_json(F.struct(*fields))
+    return safe_record(F.to_json(F.struct(*fields)))
 
 
 def _pii_kind(c: str) -> str:
@@ -87,7 +115,9 @@ def _future(ts: Column, tolerance_minutes: int) -> Column:
 
 
 def _malformed() -> list[Column]:
-    return [_check(F.col(CORRUPT).isNotNull(), "malformed_row")]
+    """The landing reader's structural reason (malformed_row, unbalanced_quote, bad_encoding,
+    bad_header, not_text:*), null for a well-formed row."""
+    return [F.col(CORRUPT)]
 
 
 def validate_applications(raw: DataFrame, *, key: bytes, future_tolerance_minutes: int, gps_grid_m: float) -> DataFrame:
@@ -95,8 +125,7 @@ def validate_applications(raw: DataFrame, *, key: bytes, future_tolerance_minute
     columns, _reasons and _record."""
     raw_cols = [c.name for c in S.RAW_APPLICATIONS]
     require_columns(raw, raw_cols + [S.DT], "validate_applications")
-    if CORRUPT not in raw.columns:
-        raw = raw.withColumn(CORRUPT, F.lit(None).cast("string"))
+    raw = with_landing_columns(raw)
     ts, ts_bad = _typed_ts("application_ts")
     amount, amount_bad = _typed_number("amount", "double")
     term, term_bad = _typed_number("term_months", "int")
@@ -104,8 +133,10 @@ def validate_applications(raw: DataFrame, *, key: bytes, future_tolerance_minute
     lat, lat_bad = _typed_number("gps_lat", "double")
     lon, lon_bad = _typed_number("gps_lon", "double")
     app_id, applicant_id = _blank_to_null("application_id"), _blank_to_null("applicant_id")
+    # (0, 0) is where a failed GPS fix lands ("null island"), not a place people apply from
     gps_bad = _check(
-        (lat.isNull() != lon.isNull()) | (lat < -90) | (lat > 90) | (lon < -180) | (lon > 180), "bad_gps:gps_lat,gps_lon"
+        (lat.isNull() != lon.isNull()) | (lat < -90) | (lat > 90) | (lon < -180) | (lon > 180) | ((lat == 0) & (lon == 0)),
+        "bad_gps:gps_lat,gps_lon"
     )
     reasons = _reasons(
         *_malformed(),
@@ -143,7 +174,8 @@ def validate_applications(raw: DataFrame, *, key: bytes, future_tolerance_minute
         gps_cell(lat, lon, gps_grid_m).alias("gps_cell"),
         _blank_to_null("referrer_code").alias("referrer_code"),
         F.col(S.DT),
-        reasons.alias(REASONS),
+        structural_first(reasons).alias(REASONS),
+        F.col(FILE), F.col(LINE),
         _record_json(raw_cols, S.PII_COLUMNS["applications"], key).alias(RECORD),
     )
 
@@ -152,8 +184,7 @@ def validate_applicants(raw: DataFrame, *, key: bytes) -> DataFrame:
     """Needs RAW_APPLICANTS columns + dt; adds BRONZE_APPLICANTS columns, _reasons, _record."""
     raw_cols = [c.name for c in S.RAW_APPLICANTS]
     require_columns(raw, raw_cols + [S.DT], "validate_applicants")
-    if CORRUPT not in raw.columns:
-        raw = raw.withColumn(CORRUPT, F.lit(None).cast("string"))
+    raw = with_landing_columns(raw)
     text = _blank_to_null("birth_date")
     birth = text.cast("date")
     applicant_id = _blank_to_null("applicant_id")
@@ -170,7 +201,8 @@ def validate_applicants(raw: DataFrame, *, key: bytes) -> DataFrame:
         F.year(birth).alias("birth_year"),
         F.upper(_blank_to_null("region")).alias("region"),
         F.col(S.DT),
-        reasons.alias(REASONS),
+        structural_first(reasons).alias(REASONS),
+        F.col(FILE), F.col(LINE),
         _record_json(raw_cols, S.PII_COLUMNS["applicants"], key).alias(RECORD),
     )
 
@@ -180,8 +212,7 @@ def validate_outcomes(raw: DataFrame, *, future_tolerance_minutes: int) -> DataF
     Whether the application exists is checked by ``flag_orphans``."""
     raw_cols = [c.name for c in S.RAW_OUTCOMES]
     require_columns(raw, raw_cols + [S.DT], "validate_outcomes")
-    if CORRUPT not in raw.columns:
-        raw = raw.withColumn(CORRUPT, F.lit(None).cast("string"))
+    raw = with_landing_columns(raw)
     ts, ts_bad = _typed_ts("known_ts")
     app_id = _blank_to_null("application_id")
     outcome = F.lower(_blank_to_null("outcome"))
@@ -198,7 +229,8 @@ def validate_outcomes(raw: DataFrame, *, future_tolerance_minutes: int) -> DataF
         outcome.alias("outcome"),
         ts.alias("known_ts"),
         F.col(S.DT),
-        reasons.alias(REASONS),
+        structural_first(reasons).alias(REASONS),
+        F.col(FILE), F.col(LINE),
         _record_json(raw_cols, {}, b"").alias(RECORD),
     )
 
@@ -246,6 +278,8 @@ def split_valid(df: DataFrame, *, source: str, bronze_columns: list[str]) -> tup
         F.array_join(F.array_sort(F.array_distinct(REASONS)), ";").alias("reason"),
         F.col(RECORD).alias("record"),
         F.col(S.DT),
+        (F.col(FILE) if FILE in df.columns else F.lit(None).cast("string")).alias("file"),
+        (F.col(LINE) if LINE in df.columns else F.lit(None).cast("long")).alias("line"),
     )
     return good, bad
 

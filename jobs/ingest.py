@@ -1,8 +1,10 @@
 """Ingest: raw landing CSVs for the run's dates → bronze Delta tables + quarantine.
 
-Every raw row ends up in exactly one place: its bronze table or the quarantine with a
-reason. The job fails if the counts do not reconcile (in = kept + quarantined) or if no
-applications landed at all for the run's dates.
+Every source record ends up in exactly one place: its bronze table or the quarantine with a
+reason (riskgraph/landing.py reads the files: columns by header name, file and line of every
+record, structurally broken records masked). The job fails if the counts do not reconcile
+(in = kept + quarantined, per table and per file, in source records) or if no applications
+landed at all for the run's dates.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pyspark.sql import functions as F
 from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features import validation as V
-from riskgraph.io import read_raw_csv
+from riskgraph.landing import read_table_landing
 from riskgraph.pseudonym import pseudonym_key
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
@@ -41,12 +43,14 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     key = pseudonym_key()
     tol, grid = cfg.ingest.future_tolerance_minutes, cfg.ingest.gps_grid_m
 
-    raw = {}
-    for name, cols in S.RAW_TABLES.items():
-        df, missing = read_raw_csv(spark, T.raw_dir(cfg, name), cols, dates)
-        if missing:
-            log.warning("%s: no landing folder for %d of %d date(s), e.g. %s", name, len(missing), len(dates), missing[:3])
-        raw[name] = df
+    raw, landings = {}, {}
+    for i, (name, cols) in enumerate(S.RAW_TABLES.items(), 1):
+        log.info("[ingest %d/%d] %s: reading %d landing date(s) under %s", i, len(S.RAW_TABLES), name, len(dates),
+                 T.raw_dir(cfg, name))
+        landing = read_table_landing(spark, T.raw_dir(cfg, name), cols, dates, table=name, bad_header=cfg.ingest.bad_header)
+        if landing.missing:
+            log.warning("%s: no landing folder for %d of %d date(s), e.g. %s", name, len(landing.missing), len(dates), landing.missing[:3])
+        raw[name], landings[name] = landing.records, landing
     if raw["applications"] is None:
         raise IngestError(f"no raw applications landed for {dates[0]}..{dates[-1]} under {T.raw_dir(cfg, 'applications')}/dt=<date>; "
                           "check the upstream file drop before re-running")
@@ -74,9 +78,11 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
             existing_keys=earlier_rows(store, spark, T.BRONZE_OUTCOMES, cfg, dates, ["application_id", "outcome"]),
         ).persist(StorageLevel.MEMORY_AND_DISK)
 
-    metrics: dict = {"rows_in": 0, "rows_kept": 0, "rows_quarantined": 0, "by_table": {}, "reasons": {}}
+    metrics: dict = {"rows_in": 0, "rows_kept": 0, "rows_quarantined": 0, "by_table": {}, "reasons": {}, "files": {},
+                     "file_problems": []}
     quarantine = []
     for name, df in validated.items():
+        log.info("[ingest] %s: validating and writing bronze", name)
         bronze_cols = [c.name for c in S.BRONZE_TABLES[name]]
         good, bad = V.split_valid(df, source=name, bronze_columns=bronze_cols)
         good = good.select(*[F.col(c.name).cast(c.dtype).alias(c.name, metadata={"comment": c.description})
@@ -102,10 +108,36 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     # bounded: one row per distinct reason
     metrics["reasons"] = {r["reason"]: r["count"] for r in q.groupBy("source", "reason").count()
                           .select(F.concat_ws("/", "source", "reason").alias("reason"), "count").collect()}
+    metrics["files"], metrics["file_problems"] = _reconcile_files(q, landings, metrics["by_table"])
     for df in validated.values():
         df.unpersist()
+    for landing in landings.values():
+        landing.unpersist()
     q.unpersist()
     return metrics
+
+
+def _reconcile_files(q: DataFrame, landings: dict, by_table: dict) -> tuple[dict, list[dict]]:
+    """Per landing file, in source records: records = kept + quarantined (every record
+    counted once), and the files' records add up to the table's ``in``. Returns
+    ({table: [file rows]}, [files with a problem])."""
+    # bounded: one row per landing file
+    quarantined = {(r["source"], r["file"]): r["count"] for r in q.filter(F.col("file").isNotNull())
+                   .groupBy("source", "file").count().collect()}
+    files, problems = {}, []
+    for name, landing in landings.items():
+        rows = []
+        for f in landing.files:
+            n_bad = quarantined.get((name, f["file"]), 0)
+            if n_bad > f["records"]:
+                raise IngestError(f"{name}: {f['file']}: {n_bad} quarantined rows but only {f['records']} records")
+            rows.append({**f, "kept": f["records"] - n_bad, "quarantined": n_bad})
+        if name in by_table and sum(f["records"] for f in rows) != by_table[name]["in"]:
+            raise IngestError(f"{name}: landing files hold {sum(f['records'] for f in rows)} records but {by_table[name]['in']} "
+                              "went into validation")
+        files[name] = rows
+        problems += [{"table": name, **p} for p in landing.problems()]
+    return files, problems
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features import media_validation as MV
 from riskgraph.features import validation as V
-from riskgraph.io import read_raw_csv
+from riskgraph.landing import read_table_landing
 from riskgraph.pseudonym import pseudonym_key
 from riskgraph.jobs.ingest import earlier_rows
 from riskgraph.runtime import JobContext, job_main
@@ -58,10 +58,14 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     seconds: dict[str, float] = {}
     t = time.perf_counter()
 
-    refs, missing = read_raw_csv(spark, T.raw_dir(cfg, "media_refs"), S.RAW_MEDIA_REFS, dates)
+    refs_landing = read_table_landing(spark, T.raw_dir(cfg, "media_refs"), S.RAW_MEDIA_REFS, dates, table="media_refs",
+                                      bad_header=cfg.ingest.bad_header)
+    refs, missing = refs_landing.records, refs_landing.missing
     if missing:
         log.warning("media_refs: no landing folder for %d of %d date(s), e.g. %s", len(missing), len(dates), missing[:3])
-    bl_raw, bl_missing = read_raw_csv(spark, T.raw_dir(cfg, "blacklists"), S.RAW_BLACKLISTS, dates)
+    bl_landing = read_table_landing(spark, T.raw_dir(cfg, "blacklists"), S.RAW_BLACKLISTS, dates, table="blacklists",
+                                    bad_header=cfg.ingest.bad_header)
+    bl_raw, bl_missing = bl_landing.records, bl_landing.missing
     if bl_missing:
         log.warning("blacklists: no landing folder for %d of %d date(s), e.g. %s", len(bl_missing), len(dates), bl_missing[:3])
     details: dict = {"refs_in": 0, "blacklist_samples_in": 0, "items_in": 0, "kept": 0, "quarantined": 0,
@@ -155,8 +159,12 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     log.info("media quarantine: %s", by_reason)
     details["seconds_by_phase"] = seconds
     details["read_tasks"] = tasks
+    details["file_problems"] = [{"table": t, **p} for t, la in (("media_refs", refs_landing), ("blacklists", bl_landing))
+                                for p in la.problems()]
     for df in persisted:
         df.unpersist()
+    refs_landing.unpersist()
+    bl_landing.unpersist()
     return details
 
 

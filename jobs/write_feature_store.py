@@ -95,7 +95,10 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
         return {"feature_table": T.FEATURES.uri(cfg), "feature_table_version": done, "feature_rows_written": 0,
                 "feature_rows": rows, "committed": False, "store_backend": store.name,
                 "quality_status": "unchanged (already committed)", "quality_report": report, "quality": {"report": report}}
-    staged_path = T.staged_features_dir(cfg, ctx.run_id)
+    staged_path = T.find_staged_features(cfg, ctx)
+    if staged_path != T.staged_features_dir(cfg, ctx.run_id):
+        log.info("write_feature_store: using the features assemble_features staged at %s (its run for %s..%s)",
+                 staged_path, ctx.from_date, ctx.run_date)
     staged = spark.read.schema(S.feature_schema(cfg)).parquet(staged_path)
     apps = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICATIONS).filter(
         F.to_date("application_ts").between(F.lit(ctx.from_date), F.lit(ctx.run_date)))

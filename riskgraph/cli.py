@@ -56,6 +56,25 @@ def run_pipeline(cfg, *, run_date: dt.date, from_date: dt.date | None = None, ru
     return record
 
 
+def parse_steps(text: str) -> list[str]:
+    """``--steps``: comma-separated step names, written as the sub-commands are
+    (``link-media``) or with underscores (``link_media``); kept in the nightly order."""
+    asked = [s.strip().replace("-", "_") for s in text.split(",") if s.strip()]
+    unknown = [s for s in asked if s not in STEPS]
+    if unknown:
+        raise SystemExit(f"unknown step(s) {unknown}; steps, in nightly order: {', '.join(s.replace('_', '-') for s in STEPS)}")
+    if not asked:
+        raise SystemExit("--steps is empty; steps, in nightly order: " + ", ".join(s.replace("_", "-") for s in STEPS))
+    dup = sorted({s for s in asked if asked.count(s) > 1})
+    if dup:
+        raise SystemExit(f"--steps names {dup} more than once")
+    order = list(STEPS)
+    if asked != sorted(asked, key=order.index):
+        raise SystemExit(f"--steps must follow the nightly order ({', '.join(s.replace('_', '-') for s in STEPS)}); "
+                         f"got {', '.join(asked)}")
+    return asked
+
+
 def _run_steps(args: argparse.Namespace, steps: list[str]) -> dict:
     from riskgraph.config import load_config
     from riskgraph.runtime import parse_overrides
@@ -230,6 +249,9 @@ def _features_cmd(args: argparse.Namespace) -> int:
         for s in specs:
             print(f"{s.name:40s} {s.dtype.simpleString():10s} {s.description}")
         return 0
+    if not args.name:
+        print("usage: riskgraph features describe NAME  (`riskgraph features list` shows the names)", file=sys.stderr)
+        return 2
     match = [s for s in specs if s.name == args.name]
     if not match:
         print(f"unknown feature {args.name!r}; `riskgraph features list` shows all {len(specs)}", file=sys.stderr)
@@ -267,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run every nightly step for a run date in one process and print a summary")
     add_common_args(r, need_run_date=False)
     r.add_argument("--simulate", action="store_true", help="first simulate the configured world, then run for its whole date range")
-    r.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of steps, in order")
+    r.add_argument("--steps", default=",".join(STEPS),
+                   help="comma-separated subset of steps, in nightly order: " + ", ".join(s.replace("_", "-") for s in STEPS))
     for step in STEPS:
         s = sub.add_parser(step.replace("_", "-"), help=f"run the {step} job")
         add_common_args(s)
@@ -298,10 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "similar":
         return _similar_cmd(args)
     if args.cmd == "run":
-        steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-        unknown = [s for s in steps if s not in STEPS]
-        if unknown:
-            raise SystemExit(f"unknown step(s) {unknown}; steps: {list(STEPS)}")
+        steps = parse_steps(args.steps)
     else:
         steps = [args.cmd.replace("-", "_")]
         args.simulate = False

@@ -104,6 +104,9 @@ class Simulation(_Frozen):
 class Ingest(_Frozen):
     future_tolerance_minutes: int = Field(ge=0)
     gps_grid_m: float = Field(gt=0)
+    # a landing file whose header is not the declared columns (any order): quarantine its
+    # rows (reason bad_header) or fail the run naming the file (riskgraph/landing.py)
+    bad_header: Literal["quarantine", "fail"] = "quarantine"
 
 
 class MediaIngest(_Frozen):
@@ -365,6 +368,24 @@ def _set_dotted(d: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+ROOT_TOKEN = "${paths.root}"
+
+
+def _substitute_root(node: Any, root: str) -> Any:
+    """Replace ``${paths.root}`` in every string of the raw config with the (unresolved) root,
+    so that moving the root (``--set paths.root=...``, an environment file) moves everything
+    defined under it: checkpoints, the MLflow store and its artifacts."""
+    if isinstance(node, dict):
+        return {k: _substitute_root(v, root) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_root(v, root) for v in node]
+    if isinstance(node, str) and ROOT_TOKEN in node:
+        if ROOT_TOKEN in str(root):
+            raise ValueError(f"paths.root cannot refer to itself: {root!r}")
+        return node.replace(ROOT_TOKEN, str(root).rstrip("/"))
+    return node
+
+
 def _resolve(path: str | None) -> str | None:
     if path is None or "://" in path or path.startswith("/"):
         return path
@@ -395,6 +416,7 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, yaml.safe_load(value) if isinstance(value, str) else value)
     raw["env"] = env
+    raw = _substitute_root(raw, raw["paths"]["root"])
     raw["paths"] = {k: _resolve(v) for k, v in raw["paths"].items()}
     raw["mlflow"]["artifact_root"] = _resolve(raw["mlflow"]["artifact_root"])
     for modality in ("background", "voice", "text"):  # model folders: relative to the project root

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import urllib.parse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
@@ -9,6 +11,16 @@ from pyspark.sql.types import StringType, StructField, StructType
 from riskgraph import schemas as S
 
 log = logging.getLogger(__name__)
+
+
+def fs_path(uri: str):
+    """(pyarrow filesystem, path) for a local path, a file: URI or a remote URI."""
+    from pyarrow import fs as pafs
+
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return pafs.LocalFileSystem(), urllib.parse.unquote(parsed.path) if parsed.scheme else os.path.abspath(uri)
+    return pafs.FileSystem.from_uri(uri)
 
 
 def path_exists(spark: SparkSession, path: str) -> bool:

@@ -63,8 +63,15 @@ def hmac_python(value: str, key: bytes) -> str:
 
 
 # Normalisation before hashing, so formatting differences do not split one person in two.
+# Decimal digits of other scripts that phones arrive in (full-width from East Asian input
+# methods, Arabic-Indic, Extended Arabic-Indic, Devanagari, Bengali): mapped to ASCII before
+# the non-digits are dropped, so "０７７００ ９００１２３" and "07700 900123" are one phone.
+_DIGITS_FROM = "０１２３４５６７８９٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹०१२३४५६७८९০১২৩৪৫৬৭৮৯"
+_DIGITS_TO = "0123456789" * 5
+
+
 def normalise_phone(c: Column) -> Column:
-    digits = F.regexp_replace(c, r"[^0-9]", "")
+    digits = F.regexp_replace(F.translate(c, _DIGITS_FROM, _DIGITS_TO), r"[^0-9]", "")
     return F.when(F.length(digits) > 0, digits)
 
 

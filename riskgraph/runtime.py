@@ -36,6 +36,9 @@ class JobContext:
     from_date: dt.date
     run_id: str
     backends: dict = field(default_factory=dict)
+    # False when the id was made up for this invocation (no --run-id): a step run on its own
+    # then finds its upstream step's hand-off by the run's dates (tables.find_staged_features).
+    run_id_given: bool = True
 
     @property
     def run_date_str(self) -> str:
@@ -59,7 +62,9 @@ def _date(s: str) -> dt.date:
 def add_common_args(p: argparse.ArgumentParser, *, need_run_date: bool = True) -> None:
     p.add_argument("--run-date", type=_date, required=need_run_date, help="nightly run date, yyyy-mm-dd (Airflow: {{ ds }})")
     p.add_argument("--from-date", type=_date, default=None, help="first application date this run owns (default: the run date; earlier for an initial load or backfill)")
-    p.add_argument("--run-id", default=None, help="id of this run (default: dates + a timestamp, unique per invocation); re-using an id makes its commits no-ops")
+    p.add_argument("--run-id", default=None, help="id of this run (default: dates + a timestamp, unique per invocation); re-using an id makes its commits no-ops. "
+                   "Steps run one at a time without it hand over by run dates (write-feature-store takes the newest "
+                   "assemble-features output for the same --from-date/--run-date)")
     p.add_argument("--env", default=None, help="config environment: conf/<env>.yaml (default $RISKGRAPH_ENV or local)")
     p.add_argument("--conf", default=None, help="extra YAML file merged over the environment's config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set simulation.seed=7")
@@ -99,7 +104,7 @@ def context_from_args(args: argparse.Namespace, cfg: Config | None = None) -> Jo
     if from_date > args.run_date:
         raise SystemExit(f"--from-date {from_date} is after --run-date {args.run_date}")
     run_id = safe_run_id(args.run_id or default_run_id(args.run_date, from_date))
-    return JobContext(cfg=cfg, run_date=args.run_date, from_date=from_date, run_id=run_id)
+    return JobContext(cfg=cfg, run_date=args.run_date, from_date=from_date, run_id=run_id, run_id_given=args.run_id is not None)
 
 
 def setup_logging() -> None:

@@ -129,8 +129,10 @@ PII_COLUMNS = {
 QUARANTINE = [
     Column("source", StringType(), "raw table the row came from", False),
     Column("reason", StringType(), "why the row was rejected, e.g. null_key:application_id", False),
-    Column("record", StringType(), "the raw row as JSON, with PII columns replaced by their pseudonyms", False),
+    Column("record", StringType(), "the raw row as JSON, with PII columns replaced by their pseudonyms; a structurally broken row (wrong field count, stray quote, bad bytes or header) only as its masked shape, never its values", False),
     Column(DT, StringType(), "landing date of the raw file (partition)", False),
+    Column("file", StringType(), "the landing file the record came from (null for rows not read from a file)"),
+    Column("line", LongType(), "the file's line where the record starts (1 is the header; null for a whole-file problem)"),
 ]
 
 # ---------------------------------------------------------------- media (docs/media.md)

@@ -59,6 +59,40 @@ def staged_features_dir(cfg, run_id: str) -> str:
     return cfg.paths.table("work", "features_staged", run_id)
 
 
+class HandOffError(RuntimeError):
+    """An upstream step's output that a step needs is not there."""
+
+
+def find_staged_features(cfg, ctx) -> str:
+    """The staged features write_feature_store should commit: this run id's folder, or, when
+    the step runs on its own without ``--run-id``, the newest complete folder that
+    assemble_features wrote for the same window (default run ids start with
+    ``<from>_<to>_`` and end with a sortable UTC stamp). Complete = Spark's ``_SUCCESS``."""
+    from pyarrow import fs as pafs
+
+    from riskgraph.io import fs_path as _fs_path
+
+    own = staged_features_dir(cfg, ctx.run_id)
+    fs, own_p = _fs_path(own)
+    if fs.get_file_info(f"{own_p}/_SUCCESS").type == pafs.FileType.File:
+        return own
+    hint = (f"run `riskgraph assemble-features --from-date {ctx.from_date} --run-date {ctx.run_date}` first, "
+            "or both steps in one process: `riskgraph run --steps assemble-features,write-feature-store ...`")
+    if ctx.run_id_given:
+        raise HandOffError(f"no staged features for run id {ctx.run_id} at {own}; {hint} with the same --run-id")
+    parent = own_p.rsplit("/", 1)[0]
+    prefix = f"{ctx.from_date.isoformat()}_{ctx.run_date.isoformat()}_"
+    found = []
+    if fs.get_file_info(parent).type == pafs.FileType.Directory:
+        for info in fs.get_file_info(pafs.FileSelector(parent)):
+            if (info.type == pafs.FileType.Directory and info.base_name.startswith(prefix)
+                    and fs.get_file_info(f"{info.path}/_SUCCESS").type == pafs.FileType.File):
+                found.append(info.base_name)
+    if not found:
+        raise HandOffError(f"no staged features for {ctx.from_date}..{ctx.run_date} under {staged_features_dir(cfg, '')}; {hint}")
+    return staged_features_dir(cfg, max(found))
+
+
 def truth_dir(cfg) -> str:
     return cfg.paths.table("truth")
 

@@ -59,6 +59,7 @@ from pyspark.sql.types import TimestampNTZType, TimestampType
 
 from riskgraph import schemas as S
 from riskgraph import tables as T
+from riskgraph.io import fs_path
 from riskgraph.store import DeltaRsStore, StoreError, TableStore, choose_store
 
 try:  # torch is only needed for the loaders; the pandas/Spark paths work without it
@@ -489,14 +490,7 @@ def _check_names(features: Sequence[str] | None, avail: list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- files
-def _fs_path(uri: str):
-    """(pyarrow filesystem, path) for a local path, a file: URI or a remote URI."""
-    from pyarrow import fs as pafs
-
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return pafs.LocalFileSystem(), urllib.parse.unquote(parsed.path) if parsed.scheme else os.path.abspath(uri)
-    return pafs.FileSystem.from_uri(uri)
+_fs_path = fs_path  # (pyarrow filesystem, path) for a path or URI
 
 
 def _check_snapshot_target(path: str, overwrite: bool) -> None:
