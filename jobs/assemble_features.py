@@ -22,7 +22,7 @@ from riskgraph.features.network import (
     compute_pit_components,
     pivot_sharing_counts,
 )
-from riskgraph.inputs import bronze_as_of, snapshot
+from riskgraph.inputs import bronze_as_of, feature_dates, snapshot
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
 
@@ -75,7 +75,10 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     burst_col = S.gps_burst_column(cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours)
     bursts = add_gps_burst_counts(apps, radius_m=cfg.features.gps_burst_radius_m, window_h=cfg.features.gps_burst_hours,
                                   out_col=burst_col).select("application_id", burst_col)
-    in_window = apps.filter(F.to_date("application_ts").between(F.lit(ctx.from_date), F.lit(ctx.run_date)))
+    fdates = feature_dates(spark, store, ctx)  # the window's dates + those of late-landing applications
+    if len(fdates) > len(ctx.dates()):
+        log.info("late-landing applications: recomputing feature dates %s as well", sorted(set(fdates) - set(ctx.dates())))
+    in_window = apps.filter(F.date_format("application_ts", "yyyy-MM-dd").isin(fdates))
     specs = S.feature_specs(cfg)
     feats = assemble_features(in_window, sharing, pit, bursts, *extras, columns=[s.name for s in specs], burst_hours=cfg.features.burst_hours)
     feats = feats.select(*[F.col(s.name).cast(s.dtype).alias(s.name, metadata={"comment": s.description}) for s in specs])

@@ -280,6 +280,19 @@ def _similar_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vacuum_cmd(args: argparse.Namespace) -> int:
+    """``riskgraph vacuum``: Delta VACUUM semantics for every table, plus crash leftovers."""
+    from riskgraph.config import load_config
+    from riskgraph.maintenance import format_report, vacuum_all
+    from riskgraph.runtime import parse_overrides
+
+    cfg = load_config(args.env, args.conf, parse_overrides(args.overrides))
+    hours = args.retention_hours if args.retention_hours is not None else cfg.store.vacuum_retention_hours
+    rows = vacuum_all(cfg, retention_hours=hours, dry_run=args.dry_run)
+    print(format_report(rows, dry_run=args.dry_run, retention_hours=hours))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -310,6 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--conf", default=None, help="extra YAML file merged over the environment's config")
     sm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
 
+    v = sub.add_parser("vacuum", help="free files no table version within the retention needs, and crash leftovers "
+                                      "(staging folders, uncommitted files); prints what it freed")
+    v.add_argument("--retention-hours", type=int, default=None,
+                   help="keep what versions of the last N hours need (default store.vacuum_retention_hours, 168)")
+    v.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    v.add_argument("--env", default=None, help="config environment: conf/<env>.yaml (default $RISKGRAPH_ENV or local)")
+    v.add_argument("--conf", default=None, help="extra YAML file merged over the environment's config")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+
     if argv and argv[0] == "simulate":
         from riskgraph.jobs import simulate
 
@@ -320,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         return _features_cmd(args)
     if args.cmd == "similar":
         return _similar_cmd(args)
+    if args.cmd == "vacuum":
+        return _vacuum_cmd(args)
     if args.cmd == "run":
         steps = parse_steps(args.steps)
     else:

@@ -136,6 +136,9 @@ class SuperNodeSettings(_Frozen):
     min_degree: int = Field(ge=2)
 
 
+MIN_MODULARITY_RESOLUTION = 0.25  # below this, modularity merges whole components
+
+
 class CommunitySettings(_Frozen):
     objective: Literal["CPM", "modularity"]
     resolution: float = Field(gt=0)
@@ -144,6 +147,16 @@ class CommunitySettings(_Frozen):
     leiden_iterations: int = Field(gt=0)
     lpa_max_iter: int = Field(gt=0)
     seed: int
+
+    @model_validator(mode="after")
+    def _resolution_fits_objective(self):
+        # Modularity's resolution is a multiplier around 1 (Reichardt & Bornholdt's gamma);
+        # CPM's is a link density, typically 0.01-0.3. A CPM-sized gamma with modularity makes
+        # every component one community: refuse it instead of silently finding no gangs.
+        if self.objective == "modularity" and self.resolution < MIN_MODULARITY_RESOLUTION:
+            raise ValueError(f"graph.communities.resolution={self.resolution} is a CPM density; with objective: modularity "
+                             f"use a resolution around 1 (>= {MIN_MODULARITY_RESOLUTION}), or objective: CPM")
+        return self
 
 
 class GpsBurstLinks(_Frozen):
@@ -221,6 +234,9 @@ class MlflowSettings(_Frozen):
 
 class StoreSettings(_Frozen):
     backend: Literal["auto", "delta-spark", "delta-rs"]
+    # riskgraph vacuum: files older than this that no table version within it needs go
+    # (Delta's VACUUM semantics); time travel reaches back this far
+    vacuum_retention_hours: int = Field(default=168, gt=0)
 
 
 class QualitySettings(_Frozen):

@@ -24,3 +24,19 @@ def with_run_date(df: DataFrame, ctx: JobContext, columns: list[S.Column]) -> Da
     """Add the run_date partition and select/cast exactly the declared columns, with comments."""
     df = df.withColumn(S.RUN_DATE, F.lit(ctx.run_date_str))
     return df.select(*[F.col(c.name).cast(c.dtype).alias(c.name, metadata={"comment": c.description}) for c in columns])
+
+
+def feature_dates(spark: SparkSession, store, ctx: JobContext) -> list[str]:
+    """The feature-table partitions (application dates) this run writes: its window's dates,
+    plus the dates of **late** applications - landed in the window (bronze ``dt``) but dated
+    before it. Their whole date is recomputed and replaced, so a late application gets its
+    feature row in the nightly run of its landing date, point-in-time rules unchanged.
+    assemble_features and write_feature_store both call this (and reconcile against it).
+    Bounded collect: one row per distinct application date of the landed rows."""
+    window = ctx.dates()
+    if store.version(T.BRONZE_APPLICATIONS.uri(ctx.cfg)) is None:
+        return window
+    landed = store.read(spark, T.BRONZE_APPLICATIONS.uri(ctx.cfg)).filter(F.col(S.DT).isin(window))
+    late = (landed.select(F.date_format("application_ts", "yyyy-MM-dd").alias("d"))
+            .filter(F.col("d") < F.lit(window[0])).distinct().collect())
+    return sorted(set(window) | {r["d"] for r in late})

@@ -48,6 +48,10 @@ FEATURES = Table("application_network_features", ("features", "application_netwo
                  "point-in-time network features per application (riskgraph feature store)")
 
 BRONZE = {"applications": BRONZE_APPLICATIONS, "applicants": BRONZE_APPLICANTS, "outcomes": BRONZE_OUTCOMES}
+# Every Delta table riskgraph writes (maintenance walks them all).
+ALL = (BRONZE_APPLICATIONS, BRONZE_APPLICANTS, BRONZE_OUTCOMES, QUARANTINE, BRONZE_MEDIA, BRONZE_BLACKLISTS,
+       MEDIA_QUARANTINE, EMBEDDINGS_BACKGROUND, EMBEDDINGS_VOICE, EMBEDDINGS_TEXT, MEDIA_LINKS, VERTICES, EDGES,
+       GANG_MEMBERS, GANGS, SUPER_NODES, FEATURES)
 
 
 def raw_dir(cfg, table: str) -> str:
@@ -76,10 +80,12 @@ def find_staged_features(cfg, ctx) -> str:
     fs, own_p = _fs_path(own)
     if fs.get_file_info(f"{own_p}/_SUCCESS").type == pafs.FileType.File:
         return own
-    hint = (f"run `riskgraph assemble-features --from-date {ctx.from_date} --run-date {ctx.run_date}` first, "
-            "or both steps in one process: `riskgraph run --steps assemble-features,write-feature-store ...`")
+    def hint(extra: str = "") -> str:
+        return (f"run `riskgraph assemble-features --from-date {ctx.from_date} --run-date {ctx.run_date}{extra}` first, "
+                "or both steps in one process: `riskgraph run --steps assemble-features,write-feature-store ...`")
+
     if ctx.run_id_given:
-        raise HandOffError(f"no staged features for run id {ctx.run_id} at {own}; {hint} with the same --run-id")
+        raise HandOffError(f"no staged features for run id {ctx.run_id} at {own}; {hint(f' --run-id {ctx.run_id}')}")
     parent = own_p.rsplit("/", 1)[0]
     prefix = f"{ctx.from_date.isoformat()}_{ctx.run_date.isoformat()}_"
     found = []
@@ -89,7 +95,7 @@ def find_staged_features(cfg, ctx) -> str:
                     and fs.get_file_info(f"{info.path}/_SUCCESS").type == pafs.FileType.File):
                 found.append(info.base_name)
     if not found:
-        raise HandOffError(f"no staged features for {ctx.from_date}..{ctx.run_date} under {staged_features_dir(cfg, '')}; {hint}")
+        raise HandOffError(f"no staged features for {ctx.from_date}..{ctx.run_date} under {staged_features_dir(cfg, '')}; {hint()}")
     return staged_features_dir(cfg, max(found))
 
 

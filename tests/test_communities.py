@@ -107,7 +107,7 @@ def test_label_propagation_that_does_not_settle_says_so(spark, caplog):
     path = spark.createDataFrame([(f"v{i:02d}", f"v{i + 1:02d}", 1.0) for i in range(12)], EDGES)
     stats = CommunityStats()
     label_propagation(path, max_iter=1, stats=stats).count()
-    assert (stats.lpa_rounds, stats.lpa_converged) == (1, False) and "still changing" in caplog.text
+    assert (stats.lpa_rounds, stats.lpa_converged) == (1, False) and "still wanting another label" in caplog.text
     stats = CommunityStats()
     label_propagation(path, max_iter=50, stats=stats).count()
     assert stats.lpa_converged and stats.lpa_rounds < 50
@@ -136,3 +136,19 @@ def test_modularity_matches_networkx(spark, seed):
     h.add_weighted_edges_from(edges)
     groups = [{v for v in nodes if part[v] == k} for k in sorted(set(part.values()))]
     assert q["modularity"] == pytest.approx(nx.community.modularity(h, [s for s in groups if s], weight="weight"))
+
+
+def test_modularity_with_a_cpm_sized_resolution_is_refused(spark):
+    """Modularity with resolution 0.05 returns one community per component: refused, in the
+    config and in the function, with what to do instead."""
+    import pydantic
+
+    from riskgraph.config import load_config
+
+    with pytest.raises(pydantic.ValidationError, match="is a CPM density; with objective: modularity use a resolution around 1"):
+        load_config("test", overrides={"graph.communities.objective": "modularity", "graph.communities.resolution": 0.05})
+    assert load_config("test", overrides={"graph.communities.objective": "modularity",
+                                          "graph.communities.resolution": 1.0}).graph.communities.resolution == 1.0
+    edges, _ = _ring_of_cliques(4, 5)
+    with pytest.raises(ValueError, match="is a CPM density"):
+        _communities(spark, edges, min_component_size=4, objective="modularity", resolution=0.05)

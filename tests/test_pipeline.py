@@ -2,6 +2,7 @@
 run, then a re-run of that night."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import glob
 import json
@@ -12,6 +13,8 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
@@ -267,3 +270,45 @@ def test_analyst_notebook_runs_top_to_bottom(world, monkeypatch, capsys):
     assert "linked through" in out and "subgraph picture:" in out
     picture = out.split("subgraph picture:")[1].strip().splitlines()[0]
     assert os.path.getsize(picture) > 10_000
+
+
+def test_late_landing_application_gets_its_feature_row_that_night(spark, world):
+    """An application dated two days ago lands tonight (issue 13): tonight's run writes its
+    feature row (its own date's partition, rebuilt with it), and a staged hand-off that
+    lacks it fails the reconciliation instead of passing silently."""
+    from riskgraph.jobs.write_feature_store import FeatureStoreError
+
+    # later than every other test's dates; quality gates only report (this is about late rows)
+    cfg = load_config("test", os.environ["RISKGRAPH_CONF_FOR_TESTS"], {"quality.fail_on_breach": False})
+    store = DeltaRsStore()
+    end = world["end"]
+    tonight, dated = end + dt.timedelta(days=1), end - dt.timedelta(days=1)
+    src = Path(T.raw_dir(cfg, "applications")) / f"dt={end.isoformat()}" / "part-00000.csv"
+    header, first = src.read_text().splitlines()[:2]
+    cols = header.split(",")
+    fields = dict(zip(cols, next(csv.reader([first]))))
+    fields.update(application_id="LATE-0001", application_ts=f"{dated.isoformat()}T12:00:00Z")
+    out = Path(T.raw_dir(cfg, "applications")) / f"dt={tonight.isoformat()}"
+    out.mkdir(parents=True)
+    (out / "part-00000.csv").write_text(header + "\n" + ",".join(f'"{fields[c]}"' if "," in fields[c] else fields[c] for c in cols) + "\n")
+    before = store.read(spark, T.FEATURES.uri(cfg)).filter(F.col("run_date") == dated.isoformat()).select("application_id").toPandas()
+
+    steps = ["ingest", "build_graph", "assemble_features"]
+    run_pipeline(cfg, run_date=tonight, run_id="late-1", steps=steps, spark=spark)
+    staged = Path(T.staged_features_dir(cfg, "late-1"))
+    table = pads.dataset(str(staged), format="parquet").to_table(use_threads=False)
+    assert "LATE-0001" in set(table.column("application_id").to_pylist())  # assemble_features included the late date
+    # a hand-off without the late row must not commit
+    for f in staged.glob("*.parquet"):
+        f.unlink()
+    keep = pa.compute.not_equal(table.column("application_id"), "LATE-0001")
+    pq.write_table(table.filter(keep), staged / "part-00000.parquet")
+    with pytest.raises(FeatureStoreError, match="1 missing, 0 unexpected, 0 duplicated"):
+        run_pipeline(cfg, run_date=tonight, run_id="late-1", steps=["write_feature_store"], spark=spark)
+
+    run_pipeline(cfg, run_date=tonight, run_id="late-2", steps=steps + ["write_feature_store"], spark=spark)
+    after = store.read(spark, T.FEATURES.uri(cfg)).filter(F.col("run_date") == dated.isoformat()).select(
+        "application_id", "as_of_ts").toPandas()
+    assert set(after.application_id) == set(before.application_id) | {"LATE-0001"}
+    late = after[after.application_id == "LATE-0001"].iloc[0]
+    assert pd.Timestamp(late.as_of_ts).strftime("%Y-%m-%dT%H:%M") == f"{dated.isoformat()}T12:00"
