@@ -25,6 +25,7 @@ from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features import media_validation as MV
 from riskgraph.features import validation as V
+from riskgraph.inputs import read_for_run
 from riskgraph.landing import read_table_landing
 from riskgraph.pseudonym import pseudonym_key
 from riskgraph.jobs.ingest import earlier_rows
@@ -82,7 +83,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
         if store.version(T.BRONZE_APPLICATIONS.uri(cfg)) is None:
             raise MediaIngestError(f"no bronze/applications at {T.BRONZE_APPLICATIONS.uri(cfg)}: media items take their "
                                    "time from their application; run `riskgraph ingest` for these dates first")
-        apps = store.read(spark, T.BRONZE_APPLICATIONS.uri(cfg)).select("application_id", "application_ts")
+        apps = read_for_run(spark, store, ctx, T.BRONZE_APPLICATIONS).select("application_id", "application_ts")
         item_frames.append(MV.media_ref_items(refs, applications=apps))
     bl = None
     if bl_raw is not None:

@@ -9,14 +9,27 @@ from riskgraph import tables as T
 from riskgraph.runtime import JobContext
 
 
+def run_version(store, uri: str, ctx: JobContext) -> int | None:
+    """The version of ``uri`` a step of this run reads: the one this run's own upstream step
+    committed (found by run id in the Delta log), else the latest (None). So the steps of
+    one run see one consistent set of tables even when another run commits in between, and
+    a re-run with the same run id reads exactly what it read before."""
+    return store.committed_version(uri, ctx.run_id)
+
+
+def read_for_run(spark: SparkSession, store, ctx: JobContext, table: T.Table) -> DataFrame:
+    return store.read(spark, table.uri(ctx.cfg), version=run_version(store, table.uri(ctx.cfg), ctx))
+
+
 def bronze_as_of(spark: SparkSession, store, ctx: JobContext, table: T.Table) -> DataFrame:
-    """Bronze rows that had landed by the run date (later landings are the future)."""
-    return store.read(spark, table.uri(ctx.cfg)).filter(F.col(S.DT) <= ctx.run_date_str)
+    """Bronze rows that had landed by the run date (later landings are the future), at the
+    version this run's ingest committed (``run_version``)."""
+    return read_for_run(spark, store, ctx, table).filter(F.col(S.DT) <= ctx.run_date_str)
 
 
 def snapshot(spark: SparkSession, store, ctx: JobContext, table: T.Table) -> DataFrame:
-    """A derived table's partition for this run date."""
-    df = store.read(spark, table.uri(ctx.cfg)).filter(F.col(S.RUN_DATE) == ctx.run_date_str)
+    """A derived table's partition for this run date, at the version this run committed."""
+    df = read_for_run(spark, store, ctx, table).filter(F.col(S.RUN_DATE) == ctx.run_date_str)
     return df.drop(S.RUN_DATE)
 
 
@@ -36,7 +49,7 @@ def feature_dates(spark: SparkSession, store, ctx: JobContext) -> list[str]:
     window = ctx.dates()
     if store.version(T.BRONZE_APPLICATIONS.uri(ctx.cfg)) is None:
         return window
-    landed = store.read(spark, T.BRONZE_APPLICATIONS.uri(ctx.cfg)).filter(F.col(S.DT).isin(window))
+    landed = read_for_run(spark, store, ctx, T.BRONZE_APPLICATIONS).filter(F.col(S.DT).isin(window))
     late = (landed.select(F.date_format("application_ts", "yyyy-MM-dd").alias("d"))
             .filter(F.col("d") < F.lit(window[0])).distinct().collect())
     return sorted(set(window) | {r["d"] for r in late})

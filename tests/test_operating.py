@@ -79,3 +79,24 @@ def test_write_feature_store_finds_the_staged_features_by_run_dates(cfg_factory)
     other = JobContext(cfg=cfg, run_date=dt.date(2026, 3, 9), from_date=dt.date(2026, 3, 9), run_id="x", run_id_given=False)
     with pytest.raises(T.HandOffError, match="no staged features for 2026-03-09..2026-03-09"):
         T.find_staged_features(cfg, other)
+
+
+def test_steps_of_a_run_read_what_their_run_committed(spark, cfg_factory):
+    """Run A's downstream steps read bronze as A's ingest committed it, even after run B
+    committed another version; a step of no known run reads the latest."""
+    from riskgraph.inputs import read_for_run, run_version
+    from riskgraph.store import DeltaRsStore
+
+    cfg = cfg_factory()
+    store = DeltaRsStore()
+    uri = T.BRONZE_OUTCOMES.uri(cfg)
+    rows = lambda d, n: spark.createDataFrame([(f"{d}-{i}", "good", dt.datetime(2026, 1, 1), d) for i in range(n)],  # noqa: E731
+                                              "application_id string, outcome string, known_ts timestamp, dt string")
+    store.write(rows("2026-01-01", 3), uri, partition_col="dt", partitions=["2026-01-01"], run_id="A")
+    store.write(rows("2026-01-02", 2), uri, partition_col="dt", partitions=["2026-01-02"], run_id="B")
+    day = dt.date(2026, 1, 2)
+    a = JobContext(cfg=cfg, run_date=day, from_date=day, run_id="A")
+    other = JobContext(cfg=cfg, run_date=day, from_date=day, run_id="C")
+    assert run_version(store, uri, a) == 0 and run_version(store, uri, other) is None
+    assert read_for_run(spark, store, a, T.BRONZE_OUTCOMES).count() == 3
+    assert read_for_run(spark, store, other, T.BRONZE_OUTCOMES).count() == 5
