@@ -1,12 +1,11 @@
-"""Small I/O helpers shared by jobs (reading raw landing folders)."""
+"""Small I/O helpers shared by jobs (paths on any filesystem, landing folders)."""
 from __future__ import annotations
 
 import logging
 import os
 import urllib.parse
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql import SparkSession
 
 from riskgraph import schemas as S
 
@@ -31,10 +30,8 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     return p.getFileSystem(spark._jsc.hadoopConfiguration()).exists(p)  # noqa: SLF001
 
 
-def read_raw_csv(spark: SparkSession, base: str, columns: list[S.Column], dates: list[str]) -> tuple[DataFrame | None, list[str]]:
-    """Read the landing folders ``base/dt=<date>`` that exist, every column as text plus
-    ``dt`` and ``_corrupt_record`` (a line that does not parse as CSV lands there instead of
-    vanishing). Returns (frame or None, dates that had no folder)."""
+def landing_folders(spark: SparkSession, base: str, dates: list[str]) -> tuple[list[str], list[str]]:
+    """(the landing folders ``base/dt=<date>`` that exist, the dates without one)."""
     paths, missing = [], []
     for d in dates:  # bounded: one entry per date of the run window
         p = f"{base}/{S.DT}={d}"
@@ -42,16 +39,4 @@ def read_raw_csv(spark: SparkSession, base: str, columns: list[S.Column], dates:
             paths.append(p)
         else:
             missing.append(d)
-    if not paths:
-        return None, missing
-    schema = StructType([StructField(c.name, StringType(), True) for c in columns] + [StructField("_corrupt_record", StringType(), True)])
-    df = (
-        spark.read.schema(schema)
-        .option("header", True)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", "_corrupt_record")
-        .option("multiLine", False)
-        .option("basePath", base)
-        .csv(paths)
-    )
-    return df, missing
+    return paths, missing

@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from riskgraph import schemas as S
-from riskgraph.io import path_exists
+from riskgraph.io import landing_folders
 
 CORRUPT = "_corrupt_record"  # structural problem of the record (null when well-formed)
 MASK = "_mask"  # masked shape of a structurally broken record
@@ -229,13 +229,7 @@ def read_landing(spark: SparkSession, base: str, columns: list[S.Column], dates:
     columns as text, ``dt``, ``_file``, ``_line``, ``_corrupt_record``, ``_mask``) and one
     ``_kind = 'file'`` row per file with its counts (``FILE_FIELDS``); split it with
     :func:`records` and :func:`file_summaries`. Persist it: each action re-parses otherwise."""
-    paths, missing = [], []
-    for d in dates:  # bounded: one entry per date of the run window
-        p = f"{base}/{S.DT}={d}"
-        if path_exists(spark, p):
-            paths.append(p)
-        else:
-            missing.append(d)
+    paths, missing = landing_folders(spark, base, dates)
     if not paths:
         return None, missing
     declared = [c.name for c in columns]

@@ -42,8 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import urllib.parse
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -103,9 +101,13 @@ def entity_columns(cfg) -> list[str]:
 
 
 def _check_features(cfg, features: Sequence[str] | None) -> list[str]:
-    avail = available_features(cfg)
+    return _check_names(features, available_features(cfg), "available features")
+
+
+def _check_names(features: Sequence[str] | None, avail: list[str], what: str) -> list[str]:
+    """The requested feature names, checked against ``avail`` (all of them when None)."""
     if features is None:
-        return avail
+        return list(avail)
     if isinstance(features, str):
         raise TypeError(f"features must be a list of names, got the string {features!r}")
     feats = list(features)
@@ -116,7 +118,7 @@ def _check_features(cfg, features: Sequence[str] | None) -> list[str]:
         raise ValueError(f"features lists {dup} more than once")
     unknown = [f for f in feats if f not in avail]
     if unknown:
-        raise ValueError(f"unknown features {unknown}; available features: {', '.join(avail)}")
+        raise ValueError(f"unknown features {unknown}; {what}: {', '.join(avail)}")
     return feats
 
 
@@ -399,7 +401,7 @@ def get_training_set(spark: SparkSession, cfg=None, spine=None, *, features: Seq
     if cfg is not None:
         feats = _check_features(cfg, features)
     else:
-        feats = _check_names(features, table_feats)
+        feats = _check_names(features, table_feats, "the table's features")
     lacking = [f for f in feats if f not in table.columns]
     if lacking:
         raise ValueError(f"feature table {uri} at version {v} has no columns {lacking} (written before they were "
@@ -469,24 +471,6 @@ def _as_spark_spine(spark: SparkSession, spine):
             pdf[c] = pdf[c].dt.tz_localize("UTC") if tz is None else pdf[c].dt.tz_convert("UTC")
     pdf[_ROW] = np.arange(len(pdf), dtype="int64")
     return spark.createDataFrame(pdf), _ROW, zones
-
-
-def _check_names(features: Sequence[str] | None, avail: list[str]) -> list[str]:
-    """_check_features for a table named by path: the table's own feature columns."""
-    if features is None:
-        return list(avail)
-    if isinstance(features, str):
-        raise TypeError(f"features must be a list of names, got the string {features!r}")
-    feats = list(features)
-    if not feats:
-        raise ValueError("features is empty; pass None for every feature or a list from: " + ", ".join(avail))
-    dup = sorted({f for f in feats if feats.count(f) > 1})
-    if dup:
-        raise ValueError(f"features lists {dup} more than once")
-    unknown = [f for f in feats if f not in avail]
-    if unknown:
-        raise ValueError(f"unknown features {unknown}; the table's features: {', '.join(avail)}")
-    return feats
 
 
 # --------------------------------------------------------------------------- files
