@@ -72,18 +72,23 @@ def vacuum_table(uri: str, *, retention_hours: int, dry_run: bool = False, now: 
     freed.files, freed.bytes = len(paths), _size(paths)
     if listed and not dry_run:
         dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=True)
-    cutoff = (now or time.time()) - retention_hours * 3600
-    staging = root / "_staging"
-    if staging.is_dir():
-        for d in sorted(staging.iterdir()):
-            if _newest_mtime(d) < cutoff:
-                files = [f for f in d.rglob("*")] if d.is_dir() else [d]
-                freed.staging_dirs += 1
-                freed.files += sum(1 for f in files if f.is_file())
-                freed.bytes += _size(files) if d.is_dir() else d.stat().st_size
-                if not dry_run:
-                    shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink()
+    _sweep_old(root / "_staging", (now or time.time()) - retention_hours * 3600, freed, dry_run)
     return freed
+
+
+def _sweep_old(parent: Path, cutoff: float, freed: Freed, dry_run: bool) -> None:
+    """Remove the entries of ``parent`` whose newest file is older than ``cutoff`` (a killed
+    writer's staging folder, an abandoned hand-off), counting them into ``freed``."""
+    if not parent.is_dir():
+        return
+    for d in sorted(parent.iterdir()):
+        if _newest_mtime(d) < cutoff:
+            files = [f for f in d.rglob("*") if f.is_file()] if d.is_dir() else [d]
+            freed.staging_dirs += 1
+            freed.files += len(files)
+            freed.bytes += _size(files)
+            if not dry_run:
+                shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink()
 
 
 def vacuum_all(cfg, *, retention_hours: int | None = None, dry_run: bool = False) -> list[dict]:
@@ -100,16 +105,7 @@ def vacuum_all(cfg, *, retention_hours: int | None = None, dry_run: bool = False
         rows.append(asdict(f))
     work = Path(T.staged_features_dir(cfg, "x")).parent
     hand = Freed(table="work/features_staged", uri=str(work))
-    if work.is_dir():
-        cutoff = time.time() - hours * 3600
-        for d in sorted(work.iterdir()):
-            if d.is_dir() and _newest_mtime(d) < cutoff:
-                files = [f for f in d.rglob("*") if f.is_file()]
-                hand.staging_dirs += 1
-                hand.files += len(files)
-                hand.bytes += _size(files)
-                if not dry_run:
-                    shutil.rmtree(d, ignore_errors=True)
+    _sweep_old(work, time.time() - hours * 3600, hand, dry_run)
     rows.append(asdict(hand))
     return rows
 
