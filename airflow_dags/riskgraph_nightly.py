@@ -57,6 +57,19 @@ entries (`raw/blacklists`) → `bronze/media` (size, SHA-256, media key, dimensi
 duration) and `bronze/blacklists` (phones pseudonymised); every bad item (missing, empty,
 truncated, wrong kind, too small/large, silent, too short, duplicate content) goes to
 `bronze/media_quarantine` with its reason. Files are read on the executors.""",
+    "ingest_transfers": """\
+**ingest_transfers**: the run date's transfers (`raw/transfers`: disbursements, salaries,
+card payments, direct debits, transfers) → `bronze/transfers` with account numbers replaced
+by keyed pseudonyms; every bad row (missing id, bad amount or time, the same account on both
+sides, unknown sector or channel, duplicate) goes to `bronze/transfer_quarantine` with its
+reason. Fails when counts do not reconcile. Logs and writes nothing when no transfers landed.""",
+    "trace_funds": """\
+**trace_funds**: post-loan monitoring. For every loan disbursed in the last
+`money.monitor_days`: time-respecting, amount-preserving paths of its money (≤ `money.max_hops`
+hops, FinBench truncation at busy accounts) → share reaching real-estate developers and
+securities brokers (`money/loans`, with the top paths as evidence in `money/paths`); short
+time-ordered cycles of money → `money/cycles`. Every reported hop is audited against
+`bronze/transfers`; a violation fails the task.""",
     "embed": """\
 **embed**: vectors for the media not yet embedded by the configured model versions
 (backgrounds, voiceprints, texts) → `embeddings/{background,voice,text}`, batched inside

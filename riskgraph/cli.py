@@ -18,6 +18,8 @@ log = logging.getLogger("riskgraph")
 STEPS = {
     "ingest": "riskgraph.jobs.ingest",
     "ingest_media": "riskgraph.jobs.ingest_media",
+    "ingest_transfers": "riskgraph.jobs.ingest_transfers",
+    "trace_funds": "riskgraph.jobs.trace_funds",
     "embed": "riskgraph.jobs.embed",
     "link_media": "riskgraph.jobs.link_media",
     "build_graph": "riskgraph.jobs.build_graph",

@@ -66,6 +66,34 @@ class SimulatedMedia(_Frozen):
     workers: int = Field(default=2, ge=1)
 
 
+class SimulatedTransfers(_Frozen):
+    """Knobs of the simulator's money layer (riskgraph/simulator/transfers.py); see conf/base.yaml."""
+
+    enabled: bool = False
+    from_date: dt.date | None = None  # loans (applications) on/after this date are disbursed (None: all)
+    background_days: int = Field(default=30, ge=0)  # borrowers' everyday traffic starts this long before from_date
+    n_retail: int = Field(default=300, ge=1)
+    n_utilities: int = Field(default=12, ge=1)
+    n_payroll_providers: int = Field(default=3, ge=1)
+    payroll_share: float = Field(default=0.3, ge=0, le=1)  # employers paying salaries through a payroll provider (hub)
+    n_developers: int = Field(default=40, ge=1)
+    n_brokers: int = Field(default=20, ge=1)
+    card_per_month: float = Field(default=6.0, ge=0)
+    bills_per_month: float = Field(default=1.5, ge=0)
+    family_per_month: float = Field(default=1.0, ge=0)
+    loan_spend_share: float = Field(default=0.6, ge=0, le=1)
+    diversion_gang_share: float = Field(default=0.4, ge=0, le=1)
+    diversion_honest_share: float = Field(default=0.004, ge=0, le=1)
+    busy_intermediary_share: float = Field(default=0.2, ge=0, le=1)
+    deposit_decoy_share: float = Field(default=0.03, ge=0, le=1)
+    patterns_per_kind: int = Field(default=10, ge=0)
+    cycles: int = Field(default=60, ge=0)
+    cycle_len_max: int = Field(default=6, ge=2)
+    decoy_cycles: int = Field(default=30, ge=0)
+    busy_main_share: float = Field(default=0.5, ge=0, le=1)
+    dirty_rate: float = Field(default=0.001, ge=0, lt=0.1)
+
+
 class Simulation(_Frozen):
     seed: int
     n_applications: int = Field(gt=0)
@@ -91,6 +119,7 @@ class Simulation(_Frozen):
     shared_dealer_share: float = Field(default=0.0, ge=0, le=1)
     dirty_rate: float = Field(ge=0, lt=0.1)
     media: SimulatedMedia = Field(default_factory=SimulatedMedia)
+    transfers: SimulatedTransfers = Field(default_factory=SimulatedTransfers)
 
     @model_validator(mode="after")
     def _check(self) -> "Simulation":
@@ -232,6 +261,41 @@ class MlflowSettings(_Frozen):
     experiment: str
 
 
+class MoneyCycles(_Frozen):
+    max_len: int = Field(default=4, ge=2, le=8)
+    window_days: float = Field(default=7.0, gt=0)
+    amount_band: tuple[float, float] = (0.9, 1.0)
+    truncation_k: int = Field(default=10, ge=1)
+    lookback_days: int = Field(default=30, ge=1)  # cycles whose first transfer is this recent are (re)reported
+
+
+class MoneySettings(_Frozen):
+    """riskgraph trace_funds: fund-flow tracing and temporal cycles (features/fund_flow.py, docs/money.md)."""
+
+    flagged_sectors: tuple[str, ...] = ("real_estate", "securities")
+    max_hops: int = Field(default=3, ge=1, le=8)
+    window_days: float = Field(default=14.0, gt=0)
+    amount_band: tuple[float, float] = (0.9, 1.0)
+    truncation_k: int = Field(default=10, ge=1)
+    truncation_order: Literal["largest", "earliest", "latest"] = "largest"
+    monitor_days: int = Field(default=90, ge=1)
+    diversion_share: float = Field(default=0.5, gt=0, le=1)
+    top_paths: int = Field(default=3, ge=1)
+    cycles: MoneyCycles = Field(default_factory=MoneyCycles)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MoneySettings":
+        from riskgraph.schemas import ACCOUNT_SECTORS
+
+        unknown = set(self.flagged_sectors) - set(ACCOUNT_SECTORS)
+        if unknown:
+            raise ValueError(f"money.flagged_sectors: unknown sector(s) {sorted(unknown)}; sectors: {ACCOUNT_SECTORS}")
+        for name, (lo, hi) in (("money.amount_band", self.amount_band), ("money.cycles.amount_band", self.cycles.amount_band)):
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} {[lo, hi]}: need 0 < low <= high (share of the previous hop's amount)")
+        return self
+
+
 class StoreSettings(_Frozen):
     backend: Literal["auto", "delta-spark", "delta-rs"]
     # riskgraph vacuum: files older than this that no table version within it needs go
@@ -358,6 +422,7 @@ class Config(_Frozen):
     media: MediaIngest
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     similarity: SimilaritySettings
+    money: MoneySettings = Field(default_factory=MoneySettings)
     graph_backend: Literal["auto", "graphframes", "dataframe"]
 
     def fingerprint(self) -> dict[str, Any]:

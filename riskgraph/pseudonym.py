@@ -90,7 +90,15 @@ def normalise_national_id(c: Column) -> Column:
     return F.when(F.length(n) > 0, n)
 
 
+def normalise_account(c: Column) -> Column:
+    """Account numbers (and IBANs): letters and digits only, upper case, so spaces and dashes
+    in how a file writes a number do not split one account in two."""
+    n = F.upper(F.regexp_replace(F.translate(c, _DIGITS_FROM, _DIGITS_TO), r"[^0-9A-Za-z]", ""))
+    return F.when(F.length(n) > 0, n)
+
+
 NORMALISERS = {
+    "account": normalise_account,
     "phone": normalise_phone,
     "email": normalise_email,
     "full_name": normalise_name,

@@ -212,6 +212,74 @@ MEDIA_LINKS = [
     Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
 ]
 
+# ---------------------------------------------------------------- money (docs/money.md)
+# Sectors an account can belong to, as the payment rail reports the counterparty's category.
+ACCOUNT_SECTORS = ("personal", "lender", "retail", "utilities", "employer", "payroll", "real_estate", "securities")
+TRANSFER_CHANNELS = ("disbursement", "salary", "card", "direct_debit", "transfer")
+RAW_TRANSFERS = [
+    Column("transfer_id", StringType(), "the bank's id of the transfer"),
+    Column("transfer_ts", StringType(), "ISO-8601 UTC time the money moved"),
+    Column("from_account", StringType(), "paying account number (PII)"),
+    Column("to_account", StringType(), "receiving account number (PII)"),
+    Column("amount", StringType(), "amount moved, > 0, in the book's currency"),
+    Column("channel", StringType(), "disbursement, salary, card, direct_debit or transfer"),
+    Column("application_id", StringType(), "the loan application a disbursement pays out (empty for every other transfer)"),
+    Column("from_sector", StringType(), "payer's sector as the payment rail reports it (ACCOUNT_SECTORS)"),
+    Column("to_sector", StringType(), "payee's sector as the payment rail reports it (ACCOUNT_SECTORS)"),
+]
+BRONZE_TRANSFERS = [
+    Column("transfer_id", StringType(), "the bank's id of the transfer", False),
+    Column("transfer_ts", TimestampType(), "UTC time the money moved", False),
+    Column("from_account_key", StringType(), "keyed pseudonym of the paying account number", False),
+    Column("to_account_key", StringType(), "keyed pseudonym of the receiving account number", False),
+    Column("amount", DoubleType(), "amount moved (> 0)", False),
+    Column("channel", StringType(), "disbursement, salary, card, direct_debit or transfer", False),
+    Column("application_id", StringType(), "the loan a disbursement pays out (null for every other transfer)"),
+    Column("from_sector", StringType(), "payer's sector", False),
+    Column("to_sector", StringType(), "payee's sector", False),
+    Column(DT, StringType(), "landing date of the raw file (partition)", False),
+]
+# A hop of a money path or cycle (the fields are never null; declared nullable because
+# Spark cannot prove it through the joins that build them).
+_HOP = ArrayType(StructType([
+    StructField("transfer_id", StringType()), StructField("from_account_key", StringType()),
+    StructField("to_account_key", StringType()), StructField("transfer_ts", TimestampType()),
+    StructField("amount", DoubleType()), StructField("to_sector", StringType())]))
+LOAN_MONEY = [
+    Column("application_id", StringType(), "the loan (its application)", False),
+    Column("borrower_account_key", StringType(), "pseudonym of the account the loan was paid into", False),
+    Column("disbursed_ts", TimestampType(), "when the loan was paid out", False),
+    Column("disbursed_amount", DoubleType(), "amount paid out", False),
+    Column("share_real_estate", DoubleType(), "share of the disbursement traced to real-estate developers by the run date (sum of the distinct last hops into the sector over every valid path, capped at 1)", False),
+    Column("share_securities", DoubleType(), "share of the disbursement traced to securities brokers by the run date (as share_real_estate)", False),
+    Column("share_flagged", DoubleType(), "share traced to any flagged sector (money.flagged_sectors), capped at 1", False),
+    Column("hops_to_flagged", IntegerType(), "fewest hops after the disbursement to a flagged sector (null: none reached)"),
+    Column("paths_traced", LongType(), "valid paths followed from the disbursement (after truncation), any end", False),
+    Column("diverted", BooleanType(), "share_flagged >= money.diversion_share: the loan money went where the loan purpose does not allow", False),
+    Column("borrower_cycles", LongType(), "temporal cycles (money_cycles of this run) through the borrower's account", False),
+    Column("counterparties_in_other_diversions", LongType(), "accounts on this loan's flagged paths that are also on another loan's flagged path by the run date", False),
+    Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
+]
+MONEY_PATHS = [
+    Column("application_id", StringType(), "the loan whose money the path follows", False),
+    Column("path_rank", IntegerType(), "1 = the path carrying the most money into a flagged sector (ties: fewer hops, then transfer ids)", False),
+    Column("sector", StringType(), "flagged sector the path ends in", False),
+    Column("n_hops", IntegerType(), "transfers after the disbursement", False),
+    Column("hops", _HOP, "the path, hop by hop: transfer id, from, to (pseudonyms), time, amount, payee sector", False),
+    Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
+]
+MONEY_CYCLES = [
+    Column("cycle_id", StringType(), "'c:' + the first 16 hex digits of SHA-256 of the cycle's transfer ids: the same cycle has the same id in every run", False),
+    Column("start_account_key", StringType(), "the account the money left first and came back to", False),
+    Column("length", IntegerType(), "transfers in the cycle", False),
+    Column("start_ts", TimestampType(), "time of its first transfer", False),
+    Column("end_ts", TimestampType(), "time of its last transfer (the money is back)", False),
+    Column("amount_out", DoubleType(), "amount of the first transfer", False),
+    Column("amount_back", DoubleType(), "amount of the last transfer", False),
+    Column("hops", _HOP, "the cycle, hop by hop", False),
+    Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
+]
+
 # ---------------------------------------------------------------- graph (GraphFrames layout)
 VERTICES = [
     Column("id", StringType(), "vertex id '<type>:<value>', e.g. 'app:A000001', 'device:d-93ab'", False),

@@ -39,6 +39,17 @@ EMBEDDINGS_TEXT = Table("embeddings_text", ("embeddings", "text"), S.DT, "loan-p
 EMBEDDINGS = {"background": EMBEDDINGS_BACKGROUND, "voice": EMBEDDINGS_VOICE, "text": EMBEDDINGS_TEXT}
 MEDIA_LINKS = Table("media_links", ("graph", "media_links"), S.RUN_DATE,
                     "media similarity links to earlier items and blacklist hits, point in time, with hub flags (link_media)")
+BRONZE_TRANSFERS = Table("bronze_transfers", ("bronze", "transfers"), S.DT,
+                         "validated transfers (disbursements included), account numbers pseudonymised")
+# Own table for the same reason as MEDIA_QUARANTINE (a write replaces whole dt partitions).
+TRANSFER_QUARANTINE = Table("transfer_quarantine", ("bronze", "transfer_quarantine"), S.DT,
+                            "rejected transfer rows with the reason, account numbers pseudonymised")
+LOAN_MONEY = Table("loan_money", ("money", "loans"), S.RUN_DATE,
+                   "post-loan monitoring per disbursed loan as of the run date: fund-flow shares, hops, cycles (trace_funds)")
+MONEY_PATHS = Table("money_paths", ("money", "paths"), S.RUN_DATE,
+                    "evidence: the top traced paths of each loan into a flagged sector, hop by hop (trace_funds)")
+MONEY_CYCLES = Table("money_cycles", ("money", "cycles"), S.RUN_DATE,
+                     "evidence: short time-ordered cycles of money, each once, hop by hop (trace_funds)")
 VERTICES = Table("graph_vertices", ("graph", "vertices"), S.RUN_DATE, "application-attribute graph vertices (GraphFrames layout)")
 EDGES = Table("graph_edges", ("graph", "edges"), S.RUN_DATE, "application-attribute graph edges (GraphFrames layout)")
 GANG_MEMBERS = Table("gang_members", ("gangs", "members"), S.RUN_DATE, "application → gang")
@@ -50,7 +61,8 @@ FEATURES = Table("application_network_features", ("features", "application_netwo
 BRONZE = {"applications": BRONZE_APPLICATIONS, "applicants": BRONZE_APPLICANTS, "outcomes": BRONZE_OUTCOMES}
 # Every Delta table riskgraph writes (maintenance walks them all).
 ALL = (BRONZE_APPLICATIONS, BRONZE_APPLICANTS, BRONZE_OUTCOMES, QUARANTINE, BRONZE_MEDIA, BRONZE_BLACKLISTS,
-       MEDIA_QUARANTINE, EMBEDDINGS_BACKGROUND, EMBEDDINGS_VOICE, EMBEDDINGS_TEXT, MEDIA_LINKS, VERTICES, EDGES,
+       MEDIA_QUARANTINE, EMBEDDINGS_BACKGROUND, EMBEDDINGS_VOICE, EMBEDDINGS_TEXT, MEDIA_LINKS, BRONZE_TRANSFERS,
+       TRANSFER_QUARANTINE, LOAN_MONEY, MONEY_PATHS, MONEY_CYCLES, VERTICES, EDGES,
        GANG_MEMBERS, GANGS, SUPER_NODES, FEATURES)
 
 

@@ -94,6 +94,7 @@ from riskgraph.simulator.layers import (
 from riskgraph.simulator.media import simulate_media
 from riskgraph.simulator.reference import CHANNELS, DEFAULT_DEVICE, GOOD, PRODUCTS
 from riskgraph.simulator.stealth import make_stealth_gangs
+from riskgraph.simulator.transfers import simulate_transfers
 from riskgraph.simulator.world import World, _generate, _World, generate_world
 
 __all__ = [
@@ -127,6 +128,9 @@ def simulate_world(sim: Simulation, root: str | Path, *, layers: Sequence[Layer]
     if clash:
         raise ValueError(f"layer names must be unique and not a summary key ({', '.join(SUMMARY_KEYS)}): {clash}")
 
+    if sim.transfers.enabled:
+        layers = (simulate_transfers, *layers)
+        names = ["transfers", *names]
     if sim.media.enabled:  # the media layer runs first: later layers may read its files
         layers = (simulate_media, *layers)
         names = ["media", *names]
