@@ -115,6 +115,7 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
 
     ing, gang, wfs, ev = (results.get(k, {}) for k in ("ingest", "detect_gangs", "write_feature_store", "evaluate"))
     med, emb, lm = (results.get(k) or {} for k in ("ingest_media", "embed", "link_media"))
+    itr, tf = (results.get(k) or {} for k in ("ingest_transfers", "trace_funds"))
     return {
         "run_date": ctx.run_date_str,
         "from_date": ctx.from_date.isoformat(),
@@ -132,6 +133,15 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "media_links": ({m: {"threshold": d.get("threshold"), "links": d.get("links_live"), "hub_items": d.get("hub_items"),
                              "blacklist_hits": d.get("blacklist_hits")} for m, d in (lm.get("similarity") or {}).items()
                          if "threshold" in d} or None),
+        "transfers_in": itr.get("in"),
+        "transfers_quarantined": itr.get("quarantined"),
+        "loans_traced": tf.get("loans_traced"),
+        "loans_diverted": tf.get("loans_diverted"),
+        "money_cycles": tf.get("cycles"),
+        "diversion_recall": (tf.get("diversion_quality") or {}).get("recall"),
+        "diversion_precision": (tf.get("diversion_quality") or {}).get("precision"),
+        "cycle_recall": (tf.get("cycle_quality") or {}).get("recall"),
+        "decoy_cycles_reported": (tf.get("cycle_quality") or {}).get("decoy_cycles_reported"),
         "feature_rows": wfs.get("feature_rows"),
         "feature_rows_written": wfs.get("feature_rows_written"),
         "gangs": gang.get("gangs"),
@@ -200,6 +210,13 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
         *([f"  media links   " + "; ".join(f"{m}: {_fmt(d['links'])} links (threshold {d['threshold']:.3f}), {_fmt(d['hub_items'])} hub items, "
                                            f"{_fmt(d['blacklist_hits'])} blacklist hits" for m, d in sorted(rec['media_links'].items()))]
           if rec.get("media_links") else []),
+        *([f"  transfers     in {_fmt(rec['transfers_in'])}, quarantined {_fmt(rec['transfers_quarantined'])}; "
+           f"{_fmt(rec.get('loans_traced'))} loans traced, {_fmt(rec.get('loans_diverted'))} diverted to flagged sectors, "
+           f"{_fmt(rec.get('money_cycles'))} money cycles"]
+          if rec.get("transfers_in") is not None else []),
+        *([f"                vs planted truth: diversion recall {_fmt(rec['diversion_recall'])}, precision "
+           f"{_fmt(rec.get('diversion_precision'))}; cycle recall {_fmt(rec.get('cycle_recall'))}, decoy cycles reported "
+           f"{_fmt(rec.get('decoy_cycles_reported'))}"] if rec.get("diversion_recall") is not None else []),
         f"  gangs         {_fmt(rec['gangs'])} gangs, {_fmt(rec['gang_members'])} member applications, "
         f"{_fmt(rec['super_nodes'])} super-nodes capped  [{rec.get('graph_backend')}]",
         f"                {_fmt(rec.get('components_cut'))} components cut into communities, modularity {_fmt(rec.get('gang_modularity'))}; "
