@@ -478,6 +478,14 @@ def render_catalog_markdown(cfg) -> str:
         lines += [f"## `<paths.root>/{'/'.join(table.parts)}`: {table.description}", "", "| column | type | description |", "|---|---|---|"]
         lines += [f"| `{c.name}` | {c.dtype.simpleString()} | {c.description} |" for c in columns]
         lines.append("")
+    lines += ["# Post-loan money monitoring (trace_funds): NOT application-time credit features", "",
+              "These columns use what happened **after** the loan was paid out (where its money went, cycles through",
+              "the borrower's account), as of the run date. They are monitoring signals and investigation evidence;",
+              "a model scored at application time must never use them (docs/money.md).", ""]
+    for table, columns in ((T.LOAN_MONEY, LOAN_MONEY), (T.MONEY_PATHS, MONEY_PATHS), (T.MONEY_CYCLES, MONEY_CYCLES)):
+        lines += [f"## `<paths.root>/{'/'.join(table.parts)}`: {table.description}", "", "| column | type | description |", "|---|---|---|"]
+        lines += [f"| `{c.name}` | {c.dtype.simpleString()} | {c.description} |" for c in columns]
+        lines.append("")
     return "\n".join(lines)
 
 
