@@ -87,6 +87,11 @@ by similarity, devices and phones exactly, each only after the entry was added) 
 → the application graph snapshot for the run date
 (vertices `id`/`type`/`degree`/`first_seen_ts`, edges `src`/`dst`/`relationship`/`ts`,
 GraphFrames layout).""",
+    "shared_neighbours": """\
+**shared_neighbours**: for every application of the run date, its earlier partners: other
+applicants' applications sharing attribute values that were not hubs at its time, with the
+count of shared values, their types, an Adamic-Adar score and whether the partner's bad outcome
+was known → `graph/shared_neighbours` (the `sn_*` features are aggregated from it).""",
     "detect_gangs": """\
 **detect_gangs**: super-node control (attribute values above their type's degree cap —
 shared NAT IPs, default device ids — are reported and link nobody), then connected

@@ -270,7 +270,7 @@ def assemble_features(apps: DataFrame, sharing: DataFrame, pit: DataFrame, *extr
     for extra in extras:
         df = df.join(extra, "application_id", "left")
     sizes = [c for c in columns if c.startswith("pit_") and c.endswith("_size")]  # an application is its own component: 1
-    fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_", "sim_", "blacklist_"))
+    fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_", "sim_", "blacklist_", "sn_"))
              and c not in sizes and c not in ("prior_apps_same_applicant",)}
     fills.update({c: 1 for c in sizes})
     df = df.fillna(fills)

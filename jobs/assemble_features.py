@@ -13,6 +13,7 @@ from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features.components import choose_graph_backend
 from riskgraph.features.gps_bursts import add_gps_burst_counts
+from riskgraph.features.shared_neighbours import neighbour_features
 from riskgraph.features.similarity import blacklist_features, similarity_features
 from riskgraph.features.network import (
     add_prior_sharing_counts,
@@ -53,6 +54,18 @@ def media_features(spark: SparkSession, store, ctx: JobContext, counts, bad, swe
     return out
 
 
+def shared_neighbours_of_run(store, spark: SparkSession, ctx: JobContext):
+    """graph/shared_neighbours as this run's shared_neighbours step wrote it. Without that
+    commit the sn_* features would silently be 0 for every application, so the step fails
+    (when the run id was made up for a step run on its own, the latest snapshot of the run
+    date is taken, as for the other hand-offs)."""
+    uri = T.SHARED_NEIGHBOURS.uri(ctx.cfg)
+    if store.version(uri) is None or (ctx.run_id_given and store.committed_version(uri, ctx.run_id) is None):
+        raise T.HandOffError(f"no graph/shared_neighbours from run {ctx.run_id} at {uri}: run the shared_neighbours step "
+                             "of this run first (or turn the family off: features.shared_neighbour_types: [])")
+    return snapshot(spark, store, ctx, T.SHARED_NEIGHBOURS)
+
+
 def run(spark: SparkSession, ctx: JobContext) -> dict:
     cfg = ctx.cfg
     store = choose_store(spark, cfg.store.backend)
@@ -72,6 +85,8 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
                  cc_max_iter=g.cc_max_iter, cc_checkpoint_every=g.cc_checkpoint_every, cc_reliable_checkpoint=g.cc_reliable_checkpoint)
     pit = compute_pit_components(counts, attribute_types=S.structured_link_types(cfg), **sweep)
     extras = media_features(spark, store, ctx, counts, bad, sweep)
+    if S.shared_neighbour_types(cfg):
+        extras.append(neighbour_features(shared_neighbours_of_run(store, spark, ctx)))
     burst_col = S.gps_burst_column(cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours)
     bursts = add_gps_burst_counts(apps, radius_m=cfg.features.gps_burst_radius_m, window_h=cfg.features.gps_burst_hours,
                                   out_col=burst_col).select("application_id", burst_col)

@@ -23,6 +23,7 @@ STEPS = {
     "embed": "riskgraph.jobs.embed",
     "link_media": "riskgraph.jobs.link_media",
     "build_graph": "riskgraph.jobs.build_graph",
+    "shared_neighbours": "riskgraph.jobs.shared_neighbours",
     "detect_gangs": "riskgraph.jobs.detect_gangs",
     "assemble_features": "riskgraph.jobs.assemble_features",
     "write_feature_store": "riskgraph.jobs.write_feature_store",
@@ -157,6 +158,7 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "ks_enriched": ev.get("ks_enriched"),
         "ks_uplift": ev.get("ks_uplift"),
         "ks_uplift_structured": ev.get("ks_uplift_structured"),
+        "ks_uplift_shared_neighbours": ev.get("ks_uplift_shared_neighbours"),
         "ks_uplift_multimodal": ev.get("ks_uplift_multimodal"),
         "ks_ablation": ev.get("ablation"),
         "ks_uplift_oracle": ev.get("ks_uplift_oracle"),
@@ -235,7 +237,8 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
         f"  credit model  KS baseline {_fmt(rec['ks_baseline'])}  enriched {_fmt(rec['ks_enriched'])}  "
         f"uplift {_fmt(rec['ks_uplift'], pct=True)}   (AUC {_fmt(rec['auc_baseline'])} → {_fmt(rec['auc_enriched'])})",
         *([f"                ablation: " + " → ".join(f"{a['step']} {a['ks_mean']:.4f}" for a in rec["ks_ablation"] if a.get("ks_mean") is not None)
-           + f"  (structured {_fmt(rec.get('ks_uplift_structured'), pct=True)}, multimodal {_fmt(rec.get('ks_uplift_multimodal'), pct=True)})"]
+           + f"  (structured {_fmt(rec.get('ks_uplift_structured'), pct=True)}, shared neighbours "
+             f"{_fmt(rec.get('ks_uplift_shared_neighbours'), pct=True)}, multimodal {_fmt(rec.get('ks_uplift_multimodal'), pct=True)})"]
           if rec.get("ks_ablation") else []),
         (f"                oracle (planted gang membership) uplift {_fmt(rec.get('ks_uplift_oracle'), pct=True)}: "
          f"ours captures {100 * rec['ks_uplift_share_of_oracle']:.0f}%" if rec.get("ks_uplift_share_of_oracle") is not None else

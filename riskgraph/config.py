@@ -233,6 +233,8 @@ class FeatureSettings(_Frozen):
     gps_burst_hours: float = Field(gt=0)
     sweep_buckets: int = Field(gt=0)
     sweep_events_per_bucket: int = Field(gt=0)
+    # link types shared neighbours are counted over (features/shared_neighbours.py); [] = off
+    shared_neighbour_types: tuple[str, ...] = ()
 
 
 class LgbmParams(_Frozen):

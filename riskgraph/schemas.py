@@ -280,6 +280,19 @@ MONEY_CYCLES = [
     Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
 ]
 
+# ---------------------------------------------------------------- shared neighbours (features/shared_neighbours.py)
+SHARED_NEIGHBOURS = [
+    Column("application_id", StringType(), "the application", False),
+    Column("application_ts", TimestampType(), "its time: everything in the row was known strictly before it", False),
+    Column("partner_application_id", StringType(), "an earlier application of another applicant sharing at least one non-hub attribute value with it", False),
+    Column("partner_ts", TimestampType(), "the partner's application time (< application_ts)", False),
+    Column("shared_values", LongType(), "distinct attribute values the two share (values that were not hubs at application_ts: fewer than graph.max_degree earlier applications)", False),
+    Column("shared_types", ArrayType(StringType()), "the types of those values, sorted (device, phone, ip, gps, email, employer, referrer)", False),
+    Column("adamic_adar", DoubleType(), "sum over shared values of 1 / ln(applications linked to the value up to the application): a rare shared value weighs more", False),
+    Column("partner_bad_known", BooleanType(), "the partner's bad outcome (fraud or default) was known before application_ts", False),
+    Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
+]
+
 # ---------------------------------------------------------------- graph (GraphFrames layout)
 VERTICES = [
     Column("id", StringType(), "vertex id '<type>:<value>', e.g. 'app:A000001', 'device:d-93ab'", False),
@@ -374,7 +387,7 @@ def gps_burst_column(radius_m: float, hours: float) -> str:
 
 
 def _feature_specs(sharing_types: tuple[str, ...], windows_days: tuple[int, ...], burst_hours: int,
-                   gps_burst: tuple[float, float], link_types: tuple[str, ...]) -> list[FeatureSpec]:
+                   gps_burst: tuple[float, float], link_types: tuple[str, ...], shared_neighbours: bool = False) -> list[FeatureSpec]:
     specs = [
         FeatureSpec("application_id", StringType(), "entity key: the application", as_of="key"),
         FeatureSpec("applicant_id", StringType(), "the applicant (join key for applicant-level data)", as_of="key"),
@@ -387,6 +400,16 @@ def _feature_specs(sharing_types: tuple[str, ...], windows_days: tuple[int, ...]
             specs.append(FeatureSpec(f"prior_apps_same_{t}_{w}d", LongType(), f"earlier applications sharing the {t} value within the last {w} days", min_value=0))
         specs.append(FeatureSpec(f"prior_bad_same_{t}", LongType(), f"earlier applications sharing the {t} value whose bad outcome (fraud or default) was known before the application time", min_value=0))
     r, h = gps_burst
+    if shared_neighbours:
+        src = "shared_neighbours (features/shared_neighbours.py)"
+        specs += [
+            FeatureSpec("sn_partners", LongType(), "earlier applications of other applicants sharing at least one attribute value with this one that was not a hub at its time (graph/shared_neighbours)", source_job=src, min_value=0, group="shared_neighbours"),
+            FeatureSpec("sn_partners_2plus", LongType(), "of those, partners sharing two or more values (one shared value is often a colleague or a neighbour)", source_job=src, min_value=0, group="shared_neighbours"),
+            FeatureSpec("sn_max_shared", LongType(), "most values shared with one earlier partner (0 without partners)", source_job=src, min_value=0, group="shared_neighbours"),
+            FeatureSpec("sn_max_adamic_adar", DoubleType(), "highest Adamic-Adar score with one earlier partner: sum over shared values of 1/ln(applications linked to the value so far)", source_job=src, min_value=0, group="shared_neighbours"),
+            FeatureSpec("sn_bad_partners", LongType(), "partners whose bad outcome was known before the application time", source_job=src, min_value=0, group="shared_neighbours"),
+            FeatureSpec("sn_bad_partners_2plus", LongType(), "partners sharing two or more values whose bad outcome was known before the application time", source_job=src, min_value=0, group="shared_neighbours"),
+        ]
     specs.append(FeatureSpec(gps_burst_column(r, h), LongType(),
                              f"earlier applications whose GPS point lies within {int(r)} m of this one's and that came in the {int(h)} hours before it (GPS burst; 0 without GPS)",
                              source_job="assemble_features (features/gps_bursts.py)", min_value=0))
@@ -432,7 +455,8 @@ def media_feature_specs(similarity_types: tuple[str, ...], blacklist: bool) -> l
 def feature_specs(cfg) -> list[FeatureSpec]:
     """The feature table's catalog for a config (link sources, windows, burst hours)."""
     base = _feature_specs(LS.with_feature(cfg.graph.sources, "sharing"), tuple(cfg.features.windows_days), cfg.features.burst_hours,
-                          (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours), structured_link_types(cfg))
+                          (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours), structured_link_types(cfg),
+                          shared_neighbours=bool(shared_neighbour_types(cfg)))
     media = media_feature_specs(LS.with_feature(cfg.graph.sources, "similarity"), bool(LS.with_feature(cfg.graph.sources, "blacklist")))
     if set(cfg.graph.link_types) - set(structured_link_types(cfg)):  # gangs link on media too: the same components, media-aware
         src = "assemble_features (features/network.py)"
@@ -441,6 +465,12 @@ def feature_specs(cfg) -> list[FeatureSpec]:
             FeatureSpec("pit_mm_component_bad_known", LongType(), "members of that component whose bad outcome was known before the application time", source_job=src, min_value=0, group="multimodal"),
         ]
     return base[:-1] + media + base[-1:]  # run_date stays last
+
+
+def shared_neighbour_types(cfg) -> tuple[str, ...]:
+    """The link types shared neighbours are counted over: features.shared_neighbour_types that
+    are among graph.sources (empty: the family is off)."""
+    return tuple(t for t in cfg.features.shared_neighbour_types if t in cfg.graph.sources)
 
 
 def structured_link_types(cfg) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO / "airflow_dags"
 VENV_BIN = Path(sys.executable).parent  # the venv running pytest (not resolved: a venv's python is a symlink)
 DAG_ID = "riskgraph_nightly"
-STEPS = ["ingest", "ingest_media", "ingest_transfers", "trace_funds", "embed", "link_media", "build_graph", "detect_gangs", "assemble_features", "write_feature_store", "evaluate"]
+STEPS = ["ingest", "ingest_media", "ingest_transfers", "trace_funds", "embed", "link_media", "build_graph", "shared_neighbours", "detect_gangs", "assemble_features", "write_feature_store", "evaluate"]
 TEST_KEY = "airflow-test-pseudonym-key-0123456789"
 LOCAL_CONN = '{"conn_type": "spark", "host": "local[2]"}'
 

@@ -450,13 +450,19 @@ def test_ablation_steps_without_multimodal_columns_are_baseline_and_structured()
     from riskgraph.config import load_config
     from riskgraph.schemas import feature_specs
 
-    specs = feature_specs(load_config("test"))  # media disabled
+    specs = feature_specs(load_config("test", overrides={"features.shared_neighbour_types": []}))  # media disabled
     steps, skipped = E.ablation_steps(E.BASELINE_FEATURES, specs)
     assert [name for name, _ in steps] == ["baseline", "structured"]
     assert steps[0][1] == list(E.BASELINE_FEATURES)
     assert steps[1][1] == list(E.BASELINE_FEATURES) + [s.name for s in specs if s.as_of != "key"]
     assert "application_id" not in steps[1][1] and "as_of_ts" not in steps[1][1]
-    assert skipped == {"multimodal": "not in the feature catalog"}
+    assert skipped == {"shared_neighbours": "not in the feature catalog", "multimodal": "not in the feature catalog"}
+    # the test world's default: shared neighbours between structured and multimodal
+    on = feature_specs(load_config("test"))
+    steps, skipped = E.ablation_steps(E.BASELINE_FEATURES, on)
+    assert [name for name, _ in steps] == ["baseline", "structured", "shared_neighbours"]
+    assert steps[2][1][len(steps[1][1]):] == [s.name for s in on if s.group == "shared_neighbours"]
+    assert steps[2][1][len(steps[1][1]):] and all(c.startswith("sn_") for c in steps[2][1][len(steps[1][1]):])
 
 
 def test_ablation_steps_add_each_group_on_top_of_the_previous_one():
@@ -474,11 +480,11 @@ def test_ablation_steps_add_each_group_on_top_of_the_previous_one():
                      ("structured", ["amount", "channel", "prior_apps_same_phone", "pit_component_size"]),
                      ("multimodal", ["amount", "channel", "prior_apps_same_phone", "pit_component_size",
                                      "face_matches", "voice_matches"])]
-    assert skipped == {}
+    assert skipped == {"shared_neighbours": "not in the feature catalog"}
     only_media = [s for s in specs if s.group == "multimodal" or s.as_of == "key"]
     assert E.ablation_steps(["amount"], only_media) == (
         [("baseline", ["amount"]), ("multimodal", ["amount", "face_matches", "voice_matches"])],
-        {"structured": "not in the feature catalog"})
+        {"structured": "not in the feature catalog", "shared_neighbours": "not in the feature catalog"})
     with pytest.raises(ValueError, match="group 'media'; expected one of"):
         E.ablation_steps(["amount"], [FeatureSpec("x", LongType(), "d", group="media")])
     with pytest.raises(ValueError, match="'amount' has the name of a baseline feature"):
@@ -630,6 +636,8 @@ def _cfg(tmp):
         "paths.root": str(tmp / "root"), "paths.checkpoint_dir": str(tmp / "ckpt"),
         "mlflow.tracking_uri": f"sqlite:///{tmp}/mlflow.db", "mlflow.artifact_root": str(tmp / "art"),
         "evaluate.seeds": [1],  # one seed: the logged model is then the whole reported KS
+        # the ablation's mechanics on two groups; shared neighbours are scored in the pipeline tests
+        "features.shared_neighbour_types": [],
     })
 
 

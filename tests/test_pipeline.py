@@ -293,7 +293,7 @@ def test_late_landing_application_gets_its_feature_row_that_night(spark, world):
     (out / "part-00000.csv").write_text(header + "\n" + ",".join(f'"{fields[c]}"' if "," in fields[c] else fields[c] for c in cols) + "\n")
     before = store.read(spark, T.FEATURES.uri(cfg)).filter(F.col("run_date") == dated.isoformat()).select("application_id").toPandas()
 
-    steps = ["ingest", "build_graph", "assemble_features"]
+    steps = ["ingest", "build_graph", "shared_neighbours", "assemble_features"]
     run_pipeline(cfg, run_date=tonight, run_id="late-1", steps=steps, spark=spark)
     staged = Path(T.staged_features_dir(cfg, "late-1"))
     table = pads.dataset(str(staged), format="parquet").to_table(use_threads=False)
