@@ -36,7 +36,7 @@ def _sort_key(order: str):
     return lambda r: (-r[0], r[2])
 
 
-def yardstick(cfg, run_date: str) -> dict:
+def yardstick(cfg, run_date: str, from_date: str) -> dict:
     """The same tracing and cycles on one machine: pandas to load, Python dicts and a DFS."""
     import datetime as dt
 
@@ -53,9 +53,11 @@ def yardstick(cfg, run_date: str) -> dict:
 
     end = dt.datetime.fromisoformat(run_date).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
     end_us = int(end.timestamp()) * 1_000_000 - 1
+    start_us = int(dt.datetime.fromisoformat(from_date).replace(tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
     df["ts"] = pd.to_datetime(df["transfer_ts"], utc=True).astype("datetime64[us, UTC]").astype("int64")
     df = df[df["ts"] <= end_us]
-    disb = df[(df["channel"] == "disbursement") & (df["ts"] > end_us - m.monitor_days * 86_400_000_000)]
+    since = min(end_us - m.monitor_days * 86_400_000_000, start_us - 1)  # trace_funds' rule: monitor_days or the run's window
+    disb = df[(df["channel"] == "disbursement") & (df["ts"] > since)]
     disb = disb.sort_values("ts").drop_duplicates("application_id")
     e = df[(df["channel"] != "disbursement") & (df["from_sector"] != "lender") & (df["to_sector"] != "lender")]
     out: dict[str, list] = {}
@@ -89,7 +91,7 @@ def yardstick(cfg, run_date: str) -> dict:
     trace_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    c_from = end_us - c.lookback_days * 86_400_000_000
+    c_from = min(end_us - c.lookback_days * 86_400_000_000, start_us)
     c_window = int(c.window_days * 86_400_000_000)
     n_cycles = 0
     for src, ts, amt, dst in zip(e["from_account_key"], e["ts"], e["amount"], e["to_account_key"]):
@@ -141,7 +143,7 @@ def run_size(n: int, keep: bool, extra: dict[str, str]) -> dict:
                 "precision": (tf.get("diversion_quality") or {}).get("precision"),
                 "cycle_recall": (tf.get("cycle_quality") or {}).get("recall"),
                 "decoys_reported": (tf.get("cycle_quality") or {}).get("decoy_cycles_reported")})
-    yard = yardstick(cfg, cfg.simulation.end_date.isoformat())
+    yard = yardstick(cfg, cfg.simulation.end_date.isoformat(), cfg.simulation.start_date.isoformat())
     row.update(yard)
     row["counts_agree"] = yard["yard_paths"] == row["paths"] and yard["yard_cycles"] == row["cycles"]
     row["trace_vs_yard"] = round(row["trace_s"] / max(yard["yard_trace_s"], 1e-3), 1)

@@ -3,14 +3,15 @@
 Reads bronze/transfers as this run's ingest committed them (transfers landed by the run
 date, dated no later than its end) and writes, partitioned by run_date (docs/money.md):
 
-* money/loans  - per loan disbursed in the last ``money.monitor_days``: the share of the
+* money/loans  - per loan disbursed in the last ``money.monitor_days`` (or in the run's window,
+  when a backfill or an initial load covers more): the share of the
   disbursement traced to each flagged sector, hops to it, paths followed, ``diverted``,
   cycles through the borrower's account, intermediaries shared with other diverted loans.
   Post-loan monitoring, not an application-time credit feature (it uses what happened after
   the loan was paid out).
 * money/paths  - evidence: each loan's top paths into a flagged sector, hop by hop.
 * money/cycles - evidence: time-ordered cycles starting in the last
-  ``money.cycles.lookback_days``, each once, hop by hop.
+  ``money.cycles.lookback_days`` (or in the run's window), each once, hop by hop.
 
 Every reported hop is audited against the transfers table (``features.money_quality``); a
 violation fails the step. On a simulated world the planted diversion chains, cycles and
@@ -56,7 +57,9 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     keep.append(transfers)
     edges = FF.graph_edges(transfers).persist(StorageLevel.MEMORY_AND_DISK)
     keep.append(edges)
-    since = run_end - dt.timedelta(days=m.monitor_days)
+    # a nightly run looks back monitor_days; an initial load or a backfill covers its whole window too
+    window_start = dt.datetime.combine(ctx.from_date, dt.time())
+    since = min(run_end - dt.timedelta(days=m.monitor_days), window_start - dt.timedelta(microseconds=1))
     disb = (transfers.filter((F.col("channel") == "disbursement") & (F.col("transfer_ts") > F.lit(since)))
             .groupBy("application_id")  # a loan paid out twice (a correction): follow the first payment
             .agg(F.min_by(F.struct(F.col("to_account_key").alias("borrower_account_key"), F.col("transfer_ts").alias("disbursed_ts"),
@@ -79,7 +82,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
 
     t = time.perf_counter()
     c = m.cycles
-    c_from = run_end - dt.timedelta(days=c.lookback_days)
+    c_from = min(run_end - dt.timedelta(days=c.lookback_days), window_start)
     cycles = FF.temporal_cycles(edges, starts_from=c_from, starts_to=run_end, max_len=c.max_len, window_days=c.window_days,
                                 band=c.amount_band, k=c.truncation_k, order=m.truncation_order, keep=keep)
     cycles = cycles.persist(StorageLevel.MEMORY_AND_DISK)
