@@ -197,8 +197,9 @@ def simulate_transfers(ctx: LayerContext) -> dict:
     k = np.clip(np.floor((end_s - disb_ts) / (30 * _DAY)).astype(np.int64), 0, term)
     idx = np.repeat(np.arange(len(apps)), k)
     nth = 1 + np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k)
-    tr.add(person_acct[borrower[idx]], 0, disb_ts[idx] + nth * 30 * _DAY + rng.integers(0, 2 * _DAY, len(idx)),
-           loan_amount[idx] / term[idx] * 1.05, "direct_debit")
+    ts = disb_ts[idx] + nth * 30 * _DAY + rng.integers(0, 2 * _DAY, len(idx))
+    keep = ts <= end_s  # a repayment drawn past the period's end has not happened yet
+    tr.add(person_acct[borrower[idx[keep]]], 0, ts[keep], (loan_amount[idx] / term[idx] * 1.05)[keep], "direct_debit")
     # spending the loan: a big purchase at a merchant within days
     spend = rng.random(len(apps)) < cfg.loan_spend_share
     ts = disb_ts[spend] + rng.integers(_HOUR, 10 * _DAY, int(spend.sum()))
@@ -256,6 +257,7 @@ def simulate_transfers(ctx: LayerContext) -> dict:
     dec_pos = tr.add(person_acct[borrower[dec][ok]], to[ok], ts[ok],
                      np.maximum(income[borrower[dec][ok]], 300) * rng.uniform(2, 12, int(ok.sum())), "transfer")
     decoy_apps = apps[dec][ok]
+    planted += dec_pos.tolist()  # decoys are truth too: never made dirty
 
     # ---- laundering shapes and time-disordered decoy cycles
     pat_rows: list[tuple] = []
