@@ -1,6 +1,7 @@
-"""Benchmark the money stages (ingest_transfers, trace_funds) on simulated worlds of several sizes.
+"""Benchmark issue 12's stages (ingest_transfers, trace_funds, shared_neighbours) on simulated worlds of several sizes.
 
-For each size: simulate the world with its transfers (no media), then run ingest_transfers and
+For each size: simulate the world with its transfers (no media), then run ingest and
+build_graph (their inputs, not timed as new stages), shared_neighbours, ingest_transfers and
 trace_funds in one Spark session for the whole period (an initial load), recording each
 stage's seconds and peak memory of the process tree (driver JVM + Python workers). As the
 single-machine yardstick, the same bronze transfers are loaded into pandas and the same
@@ -120,7 +121,8 @@ def run_size(n: int, keep: bool, extra: dict[str, str]) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix=f"riskgraph-money-{n}-"))
     overrides = {"simulation.n_applications": str(n), "paths.root": str(work / "data"), "simulation.media.enabled": "false",
-                 "paths.checkpoint_dir": str(work / "ckpt"), **extra}
+                 "paths.checkpoint_dir": str(work / "ckpt"),
+                 "graph.sources": ["device", "phone", "ip", "gps", "email", "employer", "referrer"], **extra}
     cfg = load_config("local", overrides=overrides)
     t0 = time.perf_counter()
     summary = simulate_world(cfg.simulation, cfg.paths.root)
@@ -129,7 +131,7 @@ def run_size(n: int, keep: bool, extra: dict[str, str]) -> dict:
     row = {"applications": n, "transfers": summary["transfers"]["transfers"], "loans": summary["transfers"]["loans_disbursed"],
            "simulate_s": round(sim_s, 1)}
     details = {}
-    for step in ("ingest_transfers", "trace_funds"):
+    for step in ("ingest", "build_graph", "shared_neighbours", "ingest_transfers", "trace_funds"):
         with PeakRSS() as mem:
             rec = run_pipeline(cfg, run_date=cfg.simulation.end_date, from_date=cfg.simulation.start_date, run_id="bench",
                                steps=[step], spark=spark)
@@ -137,6 +139,8 @@ def run_size(n: int, keep: bool, extra: dict[str, str]) -> dict:
         row[f"{step}_peak_gb"] = round(mem.peak / 2**30, 2)
         details[step] = rec["details"][step]
     tf = details["trace_funds"]
+    row["sn_pairs"] = details["shared_neighbours"]["pairs"]
+    row["new_stages_s"] = round(row["shared_neighbours_s"] + row["ingest_transfers_s"] + row["trace_funds_s"], 1)
     row.update({"trace_s": tf["seconds"].get("trace"), "cycles_s": tf["seconds"].get("cycles"), "paths": tf["paths_followed"],
                 "cycles": tf["cycles"], "diverted": tf["loans_diverted"],
                 "recall": (tf.get("diversion_quality") or {}).get("recall"),
@@ -154,12 +158,13 @@ def run_size(n: int, keep: bool, extra: dict[str, str]) -> dict:
 
 
 COLUMNS = [("applications", "apps"), ("transfers", "transfers"), ("loans", "loans traced"), ("simulate_s", "simulate s"),
-           ("ingest_transfers_s", "ingest s"), ("ingest_transfers_peak_gb", "ingest peak GB"), ("trace_funds_s", "trace_funds s"),
-           ("trace_funds_peak_gb", "trace peak GB"), ("trace_s", "tracing s"), ("cycles_s", "cycles s"), ("paths", "paths"),
+           ("shared_neighbours_s", "shared_neighbours s"), ("shared_neighbours_peak_gb", "SN peak GB"), ("sn_pairs", "SN pairs"),
+           ("ingest_transfers_s", "ingest_transfers s"), ("ingest_transfers_peak_gb", "ingest_transfers peak GB"), ("trace_funds_s", "trace_funds s"),
+           ("trace_funds_peak_gb", "trace_funds peak GB"), ("trace_s", "tracing s"), ("cycles_s", "cycles s"), ("paths", "paths"),
            ("cycles", "cycles"), ("yard_load_s", "pandas load s"), ("yard_trace_s", "Python tracing s"),
            ("yard_cycles_s", "Python cycles s"), ("counts_agree", "same counts"), ("trace_vs_yard", "tracing / Python"),
            ("cycles_vs_yard", "cycles / Python"), ("recall", "diversion R"), ("precision", "diversion P"),
-           ("cycle_recall", "cycle R"), ("decoys_reported", "decoys reported")]
+           ("cycle_recall", "cycle R"), ("decoys_reported", "decoys reported"), ("new_stages_s", "new stages s")]
 
 
 def markdown(rows: list[dict]) -> str:
