@@ -84,7 +84,7 @@ def test_no_future_label_or_link_reaches_a_row(spark, cfg_factory):
     """a1 (day 1) and a2 (day 3) share a device; a2's fraud becomes known on day 10.
     a1 must not see a2 (a future link); a3 (day 5, same device) sees a2 but not its label
     (known later); a4 (day 12, same device) sees both the link and the label."""
-    cfg = cfg_factory()
+    cfg = cfg_factory(**{"features.shared_neighbour_types": []})  # sn_* come from their own step (tests/test_shared_neighbours.py)
     apps = spark.createDataFrame(
         [("a1", "p1", _ts(1)), ("a2", "p2", _ts(3)), ("a3", "p3", _ts(5)), ("a4", "p4", _ts(12)), ("a5", "p5", _ts(12))],
         "application_id string, applicant_id string, application_ts timestamp",

@@ -318,7 +318,8 @@ def test_write_job_keeps_the_report_and_commits_nothing_on_a_breach(spark, cfg_f
     from riskgraph.runtime import JobContext
     from riskgraph.store import DeltaRsStore
 
-    cfg = cfg_factory()
+    # the catalog this test's random rows were drawn for (one breach exactly): no sn_* columns
+    cfg = cfg_factory(**{"features.shared_neighbour_types": []})
     day1, day2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
     staged = _job_world(spark, cfg, [day1.isoformat()], 40, seed=1)
     staged.write.parquet(T.staged_features_dir(cfg, "r1"))
@@ -343,7 +344,7 @@ def test_write_job_keeps_the_report_and_commits_nothing_on_a_breach(spark, cfg_f
     assert "quality gate: **FAIL**" in text and "| range | pit_component_size | 5 | [1, inf] | fail | observed 0..4; 5 below, 0 above |" in text
 
     # the same staged rows with the gate in report-only mode: committed, the failure still kept
-    lenient = cfg_factory(**{"quality.fail_on_breach": False})
+    lenient = cfg_factory(**{"quality.fail_on_breach": False, "features.shared_neighbour_types": []})
     res = W.run(spark, JobContext(lenient, day2, day2, "r2"))
     assert res["quality_status"] == Q.FAIL and res["feature_table_version"] == 1
     assert [r["column"] for r in res["quality"]["not_passed"]] == ["pit_component_size"]
