@@ -74,8 +74,10 @@ def igraph_yardstick(spark, cfg, run_date: str) -> dict:
     v = store.read(spark, T.VERTICES.uri(cfg)).filter(F.col("run_date") == run_date)
     e = store.read(spark, T.EDGES.uri(cfg)).filter(F.col("run_date") == run_date)
     d = dt.date.fromisoformat(run_date)
-    apps = bronze_as_of(spark, store, JobContext(cfg=cfg, run_date=d, from_date=d, run_id="bench"), T.BRONZE_APPLICATIONS)
-    edges = build_gang_graph(v, e, apps, cfg.graph)[3].select("src", "dst", "weight")
+    ctx = JobContext(cfg=cfg, run_date=d, from_date=d, run_id="bench")
+    apps = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICATIONS)
+    applicants = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICANTS)
+    edges = build_gang_graph(v, e, apps, cfg.graph, applicants, cfg.relationships)[3].select("src", "dst", "weight")
     # The benchmark's own export: the yardstick needs the whole edge list on one machine.
     pdf = edges.toPandas()
     t0 = time.perf_counter()

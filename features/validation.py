@@ -198,6 +198,7 @@ def validate_applicants(raw: DataFrame, *, key: bytes) -> DataFrame:
         applicant_id.alias("applicant_id"),
         hmac_column(NORMALISERS["national_id"](F.col("national_id")), key).alias("national_id_key"),
         hmac_column(NORMALISERS["full_name"](F.col("full_name")), key).alias("name_key"),
+        hmac_column(NORMALISERS["surname"](F.col("full_name")), key).alias("surname_key"),
         F.year(birth).alias("birth_year"),
         F.upper(_blank_to_null("region")).alias("region"),
         F.col(S.DT),

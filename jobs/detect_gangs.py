@@ -13,12 +13,13 @@ from pyspark.sql import functions as F
 from riskgraph import link_sources as LS
 from riskgraph import schemas as S
 from riskgraph import tables as T
-from riskgraph.config import GraphSettings
+from riskgraph.config import GraphSettings, RelationshipSettings
 from riskgraph.features.communities import CommunityStats, partition_quality, split_components
 from riskgraph.features.components import CCStats, choose_graph_backend, connected_components, cut_lineage
 from riskgraph.features.gang_quality import gang_contingency, gang_pair_quality, gang_quality_by_size, gang_subset_quality
 from riskgraph.features.gangs import add_pair_links, application_pairs, gang_links, gang_members, summarize_gangs
 from riskgraph.features.gps_bursts import gps_burst_edges
+from riskgraph.features.relationships import explained_gang_links
 from riskgraph.features.graph import app_vertex, detect_super_nodes, hub_thresholds
 from riskgraph.features.network import bad_known_events
 from riskgraph.inputs import bronze_as_of, snapshot, with_run_date
@@ -43,9 +44,12 @@ class _Clock:
         self._t = now
 
 
-def build_gang_graph(vertices: DataFrame, edges: DataFrame, apps: DataFrame, g: GraphSettings):
-    """(hub thresholds, super-nodes, non-hub links, weighted application pairs), materialised;
-    shared with the benchmark's igraph yardstick so both solve the same graph."""
+def build_gang_graph(vertices: DataFrame, edges: DataFrame, apps: DataFrame, g: GraphSettings,
+                     applicants: DataFrame | None = None, rel: RelationshipSettings | None = None):
+    """(hub thresholds, super-nodes, non-hub links, weighted application pairs, pairs dropped as
+    explained by a relationship), materialised; shared with the benchmark's igraph yardstick so
+    both solve the same graph. ``applicants`` + ``rel`` (enabled): a pair that a relationship
+    explains (a family's home IP, friends' referral code) is not a gang link."""
     cut = lambda df: cut_lineage(df, reliable=g.cc_reliable_checkpoint)  # noqa: E731 - small plans for every later join
     thresholds = cut(hub_thresholds(vertices, max_degree=dict(g.max_degree), robust_k=g.super_nodes.robust_k,
                                     min_log_scale=g.super_nodes.min_log_scale, min_degree=g.super_nodes.min_degree))
@@ -56,7 +60,13 @@ def build_gang_graph(vertices: DataFrame, edges: DataFrame, apps: DataFrame, g: 
         b = g.gps_burst_links
         pairs = add_pair_links(pairs, gps_burst_edges(apps, radius_m=b.radius_m, window_h=b.window_hours, min_apps=b.min_apps),
                                weight=b.weight, link_type="gps_burst")
-    return thresholds, hubs, links, cut(pairs)
+    explained = None
+    if applicants is not None and rel is not None and rel.enabled:
+        pairs = cut(pairs)
+        explained = cut(explained_gang_links(pairs, apps, applicants, home_radius_m=rel.home_radius_m, household_max=rel.household_max,
+                                             friends_max=rel.friends_max, explains={k: list(v) for k, v in rel.explains.items()}))
+        pairs = pairs.join(explained.select("src", "dst"), ["src", "dst"], "left_anti")
+    return thresholds, hubs, links, cut(pairs), explained
 
 
 def media_link_scores(spark: SparkSession, store, ctx: JobContext) -> DataFrame | None:
@@ -79,7 +89,10 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     bad = bad_known_events(bronze_as_of(spark, store, ctx, T.BRONZE_OUTCOMES))
 
     clock = _Clock()
-    thresholds, hubs, links, pairs = build_gang_graph(vertices, edges, apps, g)
+    applicants = bronze_as_of(spark, store, ctx, T.BRONZE_APPLICANTS)
+    thresholds, hubs, links, pairs, explained = build_gang_graph(vertices, edges, apps, g, applicants, cfg.relationships)
+    # one row per relation
+    explained_by = {} if explained is None else {r["relation"]: int(r["n"]) for r in explained.groupBy("relation").agg(F.count(F.lit(1)).alias("n")).collect()}
     clock.lap("graph")
     # Only linked applications can be in a gang: the others are their own component and need
     # no rounds (on the default world ~90% of applications).
@@ -133,7 +146,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
             "graph_backend": backend, "cc_rounds": cc_stats.rounds, "components_leiden": c_stats.components_to_leiden,
             "components_lpa": c_stats.components_to_lpa, "components_cut": split, "lpa_rounds": c_stats.lpa_rounds, "lpa_converged": c_stats.lpa_converged,
             "gang_modularity": quality.pop("modularity"), "gang_cpm_quality": quality.pop("cpm_quality"),
-            "gang_table": T.GANGS.uri(cfg), "gang_quality_by_size": by_size, "stage_seconds": clock.seconds, **quality}
+            "gang_table": T.GANGS.uri(cfg), "gang_quality_by_size": by_size, "links_explained_by_relationship": explained_by, "stage_seconds": clock.seconds, **quality}
 
 
 if __name__ == "__main__":

@@ -298,6 +298,28 @@ class MoneySettings(_Frozen):
         return self
 
 
+class RelationshipSettings(_Frozen):
+    """Relationship inference (features/relationships.py, docs/relationships.md) and where it
+    is used: links a relationship explains do not make a gang on their own."""
+
+    enabled: bool = True
+    home_radius_m: float = Field(default=30.0, gt=0)  # two fixes this close: one building
+    household_max: int = Field(default=4, ge=2)  # a home IP / family device serves at most this many applicants
+    friends_max: int = Field(default=5, ge=2)  # a friends' referral code serves at most this many applicants
+    # relation -> the gang link types it explains (graph.link_types, gps_burst)
+    explains: dict[str, tuple[str, ...]] = Field(default_factory=lambda: {
+        "family": ("ip", "device"), "flatmate": ("ip", "device"), "friend": ("referrer",)})
+
+    @model_validator(mode="after")
+    def _check(self) -> "RelationshipSettings":
+        from riskgraph.schemas import RELATIONS
+
+        unknown = set(self.explains) - (set(RELATIONS) - {"none"})
+        if unknown:
+            raise ValueError(f"relationships.explains: unknown relation(s) {sorted(unknown)}; relations: {RELATIONS[:-1]}")
+        return self
+
+
 class StoreSettings(_Frozen):
     backend: Literal["auto", "delta-spark", "delta-rs"]
     # riskgraph vacuum: files older than this that no table version within it needs go
@@ -425,6 +447,7 @@ class Config(_Frozen):
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     similarity: SimilaritySettings
     money: MoneySettings = Field(default_factory=MoneySettings)
+    relationships: RelationshipSettings = Field(default_factory=RelationshipSettings)
     graph_backend: Literal["auto", "graphframes", "dataframe"]
 
     def fingerprint(self) -> dict[str, Any]:

@@ -85,6 +85,13 @@ def normalise_name(c: Column) -> Column:
     return F.when(F.length(n) > 0, n)
 
 
+def normalise_surname(c: Column) -> Column:
+    """The family name: the first word of the normalised full name (the lender's files write
+    the family name first). Relationship inference compares its pseudonym; a family name alone
+    identifies no one, and its keyed pseudonym cannot be reversed by a dictionary without the key."""
+    return F.element_at(F.split(normalise_name(c), " "), 1)
+
+
 def normalise_national_id(c: Column) -> Column:
     n = F.upper(F.regexp_replace(c, r"[^0-9A-Za-z]", ""))
     return F.when(F.length(n) > 0, n)
@@ -102,5 +109,6 @@ NORMALISERS = {
     "phone": normalise_phone,
     "email": normalise_email,
     "full_name": normalise_name,
+    "surname": normalise_surname,
     "national_id": normalise_national_id,
 }

@@ -103,6 +103,7 @@ BRONZE_APPLICANTS = [
     Column("applicant_id", StringType(), "the lender's customer id", False),
     Column("national_id_key", StringType(), "keyed pseudonym of the national ID number"),
     Column("name_key", StringType(), "keyed pseudonym of the normalised full name"),
+    Column("surname_key", StringType(), "keyed pseudonym of the family name (the first word of the normalised full name): relationship inference's family cue"),
     Column("birth_year", IntegerType(), "year of birth (the full date is not kept)"),
     Column("region", StringType(), "home region code"),
     Column(DT, StringType(), "landing date of the raw file (partition)", False),
@@ -281,6 +282,19 @@ MONEY_CYCLES = [
 ]
 
 # ---------------------------------------------------------------- shared neighbours (features/shared_neighbours.py)
+RELATIONS = ("family", "flatmate", "colleague", "friend", "none")  # features/relationships.py
+RELATIONSHIPS = [
+    Column("application_id", StringType(), "the application", False),
+    Column("partner_application_id", StringType(), "an earlier application of another applicant it shares a non-hub value with (graph/shared_neighbours)", False),
+    Column("applicant_id", StringType(), "the application's applicant", False),
+    Column("partner_applicant_id", StringType(), "the partner's applicant", False),
+    Column("relation", StringType(), "inferred: family, flatmate, colleague, friend (one friends' referral code, nothing else) or none; a reason not to link, never an accusation", False),
+    Column("evidence", ArrayType(StringType()), "the cues behind it, e.g. 'same IP', 'GPS 12 m apart', 'same family name'", False),
+    Column("gps_distance_m", DoubleType(), "metres between the two applications' GPS fixes (null: a side sent none)"),
+    Column("age_gap", IntegerType(), "years between the applicants' birth years (evidence only)"),
+    Column("ip_applicants", LongType(), "applicants who had used the shared IP by the later application (a home serves few)"),
+    Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
+]
 SHARED_NEIGHBOURS = [
     Column("application_id", StringType(), "the application", False),
     Column("application_ts", TimestampType(), "its time: everything in the row was known strictly before it", False),

@@ -52,6 +52,8 @@ MONEY_CYCLES = Table("money_cycles", ("money", "cycles"), S.RUN_DATE,
                      "evidence: short time-ordered cycles of money, each once, hop by hop (trace_funds)")
 SHARED_NEIGHBOURS = Table("shared_neighbours", ("graph", "shared_neighbours"), S.RUN_DATE,
                           "every application of the run with each earlier partner sharing non-hub attribute values, point in time (shared_neighbours)")
+RELATIONSHIPS = Table("relationships", ("graph", "relationships"), S.RUN_DATE,
+                      "each shared-neighbour pair's inferred relation (family, flatmate, colleague, friend, none) with its evidence (shared_neighbours)")
 VERTICES = Table("graph_vertices", ("graph", "vertices"), S.RUN_DATE, "application-attribute graph vertices (GraphFrames layout)")
 EDGES = Table("graph_edges", ("graph", "edges"), S.RUN_DATE, "application-attribute graph edges (GraphFrames layout)")
 GANG_MEMBERS = Table("gang_members", ("gangs", "members"), S.RUN_DATE, "application → gang")
@@ -64,7 +66,7 @@ BRONZE = {"applications": BRONZE_APPLICATIONS, "applicants": BRONZE_APPLICANTS, 
 # Every Delta table riskgraph writes (maintenance walks them all).
 ALL = (BRONZE_APPLICATIONS, BRONZE_APPLICANTS, BRONZE_OUTCOMES, QUARANTINE, BRONZE_MEDIA, BRONZE_BLACKLISTS,
        MEDIA_QUARANTINE, EMBEDDINGS_BACKGROUND, EMBEDDINGS_VOICE, EMBEDDINGS_TEXT, MEDIA_LINKS, BRONZE_TRANSFERS,
-       TRANSFER_QUARANTINE, LOAN_MONEY, MONEY_PATHS, MONEY_CYCLES, SHARED_NEIGHBOURS, VERTICES, EDGES,
+       TRANSFER_QUARANTINE, LOAN_MONEY, MONEY_PATHS, MONEY_CYCLES, SHARED_NEIGHBOURS, RELATIONSHIPS, VERTICES, EDGES,
        GANG_MEMBERS, GANGS, SUPER_NODES, FEATURES)
 
 

@@ -71,7 +71,7 @@ def test_same_seed_gives_identical_files_and_another_seed_another_world(tmp_path
     simulate_world(make_sim(n_applications=1500, seed=11), str(b))
     simulate_world(make_sim(n_applications=1500, seed=12), str(c))
     da, db, dc = file_digests(a), file_digests(b), file_digests(c)
-    assert len(da) == 3 * 90 + 2
+    assert len(da) == 3 * 90 + 3  # + gang membership, dirty rows, relations
     assert da == db
     changed = [k for k in da if da[k] != dc.get(k)]
     assert len(changed) > 0.9 * len(da)
@@ -119,6 +119,27 @@ def test_truth_files_have_the_declared_columns(world):
     assert world.truth.application_id.is_unique
     assert (world.truth.is_bad == world.truth.outcome.isin(["fraud_confirmed", "default"])).all()
     assert set(world.truth.outcome) == set(OUTCOMES)
+
+
+def test_relation_truth_matches_the_raw_files(world):
+    """truth/relations.parquet: one row per application; a household shares its home IP in the
+    raw applications; family members (kin) of one household share the family name, and
+    flatmates were really drawn apart (not all of them share it); the real employer is what an
+    honest application declares."""
+    rel = pd.read_parquet(world.root / "truth" / "relations.parquet")
+    assert rel.application_id.is_unique and set(rel.application_id) == set(world.truth.application_id)
+    people = world.raw["applicants"].drop_duplicates("applicant_id").set_index("applicant_id")
+    rel = rel.merge(people[["full_name"]], left_on="applicant_id", right_index=True, how="left")
+    rel["surname"] = rel.full_name.str.split(" ").str[0]
+    multi = rel.drop_duplicates("applicant_id").groupby("household_id").filter(lambda g: len(g) > 1)
+    assert multi.household_id.nunique() > 20
+    kin = multi[multi.kin].dropna(subset=["surname"])
+    assert (kin.groupby("household_id").surname.nunique() == 1).all()
+    flat = multi[~multi.kin].merge(multi[multi.kin][["household_id", "surname"]], on="household_id", suffixes=("", "_kin"))
+    assert len(flat) and (flat.surname != flat.surname_kin).mean() > 0.5
+    apps = world.clean_apps().merge(rel[["application_id", "household_id", "employer_id"]], on="application_id")
+    honest = apps[apps.gang_id.isna()]
+    assert ((honest.employer == "") == (honest.employer_id < 0)).mean() > 0.99
 
 
 def test_row_counts_match_the_summary(world):

@@ -48,7 +48,8 @@ FROM_DATE = dt.date(2026, 2, 1)
 TRANSFERS = dict(enabled=True, from_date=FROM_DATE.isoformat(), background_days=30, dirty_rate=0.01,
                  patterns_per_kind=4, cycles=30, decoy_cycles=15, cycle_len_max=6)
 HEADER = [c.name for c in RAW_TRANSFERS]
-BASE_FILES = ("raw/applications", "raw/applicants", "raw/outcomes", "truth/gang_membership.parquet", "truth/dirty_rows.parquet")
+BASE_FILES = ("raw/applications", "raw/applicants", "raw/outcomes", "truth/gang_membership.parquet", "truth/dirty_rows.parquet",
+              "truth/relations.parquet")
 LAYER_FILES = ("raw/transfers", "truth/diversions.parquet", "truth/transfer_patterns.parquet",
                "truth/transfer_decoys.parquet", "truth/dirty_transfers.parquet")
 ID_RE = re.compile(r"T\d{10}")

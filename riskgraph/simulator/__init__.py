@@ -9,6 +9,7 @@ What lands (the contract ``features.validation`` / ingest reads)::
     {root}/raw/{applications,applicants,outcomes}/dt=YYYY-MM-DD/part-00000.csv
     {root}/truth/gang_membership.parquet   application_id, gang_id, is_bad, outcome
     {root}/truth/dirty_rows.parquet        source, dt, key, defect
+    {root}/truth/relations.parquet         application_id, applicant_id, household_id, kin, employer_id, referral_group
 
 * Every date from ``start_date`` to ``end_date`` gets a file for every table (header only when
   nothing landed that day), so a nightly run never finds a missing drop.

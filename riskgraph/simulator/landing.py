@@ -175,3 +175,25 @@ def write_truth(root: Path, w: World, dirty: list[tuple]) -> None:
         "key": pa.array([r[2] for r in dirty], pa.string()),
         "defect": pa.array([r[3] for r in dirty], pa.string()),
     }), truth_dir / "dirty_rows.parquet")
+    pq.write_table(relation_truth(w), truth_dir / "relations.parquet")
+
+
+def relation_truth(w: World) -> pa.Table:
+    """Who is related to whom, per application (its applicant's), for scoring relationship
+    inference: ``household_id`` (the applicant id of the household's head; the applicant's own
+    when living alone), ``kin`` (the head or the head's family: two members of one household
+    are family when both are, flatmates otherwise), ``employer_id`` (the real employer, -1
+    none: colleagues share it, whatever a gang member declares) and ``referral_group`` (the
+    honest friends' referral code the application used, -1 none or a gang's code). Derived
+    from the world without a draw."""
+    p = w.person
+    hh_rank = w.person_rank[w.person_household]
+    ref = np.where(w.gang < 0, w.referrer, -1)
+    return pa.table({
+        "application_id": w.application_ids(),
+        "applicant_id": w.applicant_ids(),
+        "household_id": _fmt_id("C", hh_rank[p] + 1),
+        "kin": pa.array(w.person_kin[p]),
+        "employer_id": pa.array(w.person_employer[p].astype(np.int64)),
+        "referral_group": pa.array(ref.astype(np.int64)),
+    })

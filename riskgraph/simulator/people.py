@@ -84,6 +84,7 @@ class People:
     employer: np.ndarray  # index among n_employers; -1 none
     device: np.ndarray  # the person's own phone (index into the world's devices)
     log_income: np.ndarray  # log monthly income
+    kin: np.ndarray  # bool: a household's head and the members of its family (False: a flatmate, or living alone)
 
     @property
     def n_people(self) -> int:
@@ -129,6 +130,9 @@ def draw_people(rng: np.random.Generator, sim: Simulation, cal: Calendar, region
     home_ip[mem] = home_ip[mhead]
     family = rng.random(len(mem)) < HOUSEHOLD_SAME_SURNAME_P
     surname[mem] = np.where(family, surname[mhead], surname[mem])
+    kin = np.zeros(n_people, dtype=bool)  # truth for relationship inference; no draw
+    kin[in_hh[hh_start]] = True
+    kin[mem] = family
     region[mem] = np.where(rng.random(len(mem)) < 0.8, region[mhead], region[mem])
     carrier[mem] = np.where(rng.random(len(mem)) < 0.6, carrier[mhead], carrier[mem])
     device[mem] = np.where(rng.random(len(mem)) < HOUSEHOLD_SHARED_DEVICE_P, device[mhead], device[mem])
@@ -141,7 +145,7 @@ def draw_people(rng: np.random.Generator, sim: Simulation, cal: Calendar, region
     log_income[~honest] += np.log(0.9)  # identities bought from brokers: somewhat poorer
     return People(honest=honest, region=region, city=city, surname=surname, given=given, age=age,
                   home_lat=home_lat, home_lon=home_lon, home_ip=home_ip, carrier=carrier, latent=latent,
-                  employer=employer, device=device, log_income=log_income)
+                  employer=employer, device=device, log_income=log_income, kin=kin)
 
 
 def draw_honest_timing(rng: np.random.Generator, cal: Calendar, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

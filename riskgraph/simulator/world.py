@@ -88,6 +88,7 @@ class World:
     person_phone: np.ndarray  # the person's own phone number (the one an honest application carries)
     person_employer: np.ndarray  # the person's real employer (index into employer_names; -1 none)
     person_household: np.ndarray  # the household's head person (itself when living alone): shares the home
+    person_kin: np.ndarray  # bool: the head or family of the head (two members are family when both are); else a flatmate
 
     # ---- cheap derived views (no draws)
     @property
@@ -206,6 +207,7 @@ def generate_world(sim: Simulation, rng: np.random.Generator) -> World:
         region=text.region, employer_names=employer_names, device_ids=device_ids,
         referrer_codes=referrer_codes, n_gangs=n_gangs,
         person_phone=own_phone, person_employer=people.employer.copy(), person_household=_households(people.home_ip),
+        person_kin=people.kin.copy(),
     )
 
 
