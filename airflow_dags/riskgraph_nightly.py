@@ -110,7 +110,16 @@ The commit is idempotent per `--run-id`, so a retry after a successful commit is
     "evaluate": """\
 **evaluate**: credit-model KS uplift (baseline vs. baseline + network features,
 out-of-time split), logged to MLflow with the feature-table version used.""",
+    "vacuum": """\
+**vacuum**: cleanup with Delta VACUUM semantics for every table (files no version within
+`store.vacuum_retention_hours` needs, killed writers' staging folders and stale hand-offs);
+time travel within the retention and running writers are never touched. Logs what it freed
+per table. It does not wait for the previous night's vacuum (`depends_on_past=False`): a
+failed cleanup never holds up the data, and the next night's run retries it. The same by
+hand: `riskgraph vacuum [--dry-run]`.""",
 }
+# Per-task exceptions to default_args (below).
+TASK_ARGS: dict[str, dict] = {"vacuum": {"depends_on_past": False}}
 
 DAG_DOC = f"""\
 # riskgraph nightly
@@ -144,6 +153,8 @@ run in order: {" → ".join(f"`{s}`" for s in STEPS)}. Each step is
   `riskgraph run --from-date S --run-date E`, then let the nightly take over at E+1.
 * Retries: 2, with exponential backoff from 5 minutes. A step is idempotent for its date,
   so a retry or a clear re-runs it safely.
+* The last task, `vacuum`, cleans up after a successful night; it is the only task that
+  does not depend on its own previous run.
 
 ## Environment (worker)
 
@@ -236,6 +247,7 @@ with DAG(
             name=f"riskgraph-{step}",
             packages=SPARK_PACKAGES,
             conf=dict(SPARK_CONF) or None,
+            **TASK_ARGS.get(step, {}),
         )
         for step, doc in STEPS.items()
     ]

@@ -1,11 +1,17 @@
 """One session-scoped Spark for the whole suite (local[2], UI off, few partitions, temp
-warehouse and checkpoint dir). Tests never start or stop Spark themselves."""
+warehouse and checkpoint dir). Tests never start or stop Spark themselves. Also the
+session's one loaded `test` world (`loaded_world`), which tests copy before changing."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
 import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +84,91 @@ def cfg_factory(tmp_path):
         return load_config("test", overrides=base)
 
     return make
+
+
+# ------------------------------------------------------------- the loaded test world
+#
+# Two suites need the `test` world (conf/test.yaml) simulated and loaded up to the day before
+# its last: tests/test_pipeline.py runs the nightly for the last day in this session, and
+# tests/test_airflow_dag.py lets `airflow dags test` run it as spark-submits. The load is
+# the suite's most expensive set-up, so it is built once per session, here, and each user
+# works on its own copy (`copy_loaded_world`); the original is never written after the load.
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # riskgraph.runtime.setup_logging's
+
+
+@contextlib.contextmanager
+def capture_pipeline_log(path):
+    """Everything the pipeline logs inside the block, as the CLI would print it (riskgraph
+    at INFO, libraries at their own levels), kept in ``path`` to scan."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    ours = logging.getLogger("riskgraph")
+    level = ours.level
+    ours.setLevel(logging.INFO)
+    # root catches what propagates; mlflow's own logger may not propagate
+    targets = [logging.getLogger(), logging.getLogger("mlflow")]
+    for lg in targets:
+        lg.addHandler(handler)
+    try:
+        yield path
+    finally:
+        for lg in targets:
+            lg.removeHandler(handler)
+        ours.setLevel(level)
+        handler.close()
+
+
+def world_config(folder):
+    """A `test` config whose data, checkpoints and MLflow store all live under ``folder``
+    (written to ``folder/conf.yaml``, which the CLI and the Airflow jobs read too)."""
+    import yaml
+
+    from riskgraph.config import load_config
+
+    folder = Path(folder)
+    doc = {
+        "paths": {"root": str(folder / "data"), "checkpoint_dir": str(folder / "ckpt")},
+        "mlflow": {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_root": str(folder / "mlflow-art")},
+    }
+    conf = folder / "conf.yaml"
+    conf.write_text(yaml.safe_dump(doc))
+    return load_config("test", conf), conf
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedWorld:
+    folder: Path
+    cfg: object              # riskgraph.config.Config of the original
+    sim: dict                # simulate_world's summary
+    load: dict               # the load's run record
+    log: Path                # what the pipeline logged while simulating and loading
+    end: dt.date             # the world's last day: not loaded yet
+
+
+@pytest.fixture(scope="session")
+def loaded_world(spark, tmp_path_factory) -> LoadedWorld:
+    """The `test` world simulated and loaded from its first day through the day before its
+    last (`riskgraph run --from-date START --run-date END-1`), in this session's Spark."""
+    from riskgraph.cli import run_pipeline
+    from riskgraph.simulator import simulate_world
+
+    folder = tmp_path_factory.mktemp("loaded_world")
+    cfg, _ = world_config(folder)
+    end = cfg.simulation.end_date
+    with capture_pipeline_log(folder / "pipeline.log") as log:
+        sim = simulate_world(cfg.simulation, cfg.paths.root)
+        load = run_pipeline(cfg, run_date=end - dt.timedelta(days=1), from_date=cfg.simulation.start_date,
+                            run_id="load", spark=spark)
+    return LoadedWorld(folder=folder, cfg=cfg, sim=sim, load=load, log=log, end=end)
+
+
+def copy_loaded_world(world: LoadedWorld, folder):
+    """A private copy of the loaded world's data under ``folder``, with its own config (and
+    fresh checkpoints and MLflow store: MLflow keeps absolute artifact paths, so its
+    database is not copied). Delta tables keep relative paths: the copy reads as the
+    original. Returns (config, config file)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(world.cfg.paths.root, folder / "data")
+    return world_config(folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +17,8 @@ from riskgraph.cli import STEPS, run_pipeline
 from riskgraph.config import PROJECT_ROOT, load_config
 from riskgraph.schemas import feature_specs
 from riskgraph.simulator import simulate_world
+
+from pii_scan import outputs, pii_finder, pii_in_file, raw_pii
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +82,20 @@ def test_voice_links_reach_the_graph_gangs_and_the_feature_store(media_world):
     assert (feats.sim_voice_prior_apps > 0).any() and (feats.pit_voice_cluster_size > 1).any()
     assert (feats.pit_mm_component_size >= feats.pit_component_size).all()  # media links only add to components
     assert rec["media_only_gangs"] is not None and rec["media_only_gangs"]["true_gangs"] >= 1
+
+
+def test_media_outputs_hold_no_raw_pii(media_world):
+    """The media tables (bronze/media, its quarantine, bronze/blacklists, the embeddings,
+    graph/media_links) and everything else the media world wrote hold no raw phone, e-mail,
+    name or national id, blacklisted phones included (issue 13: they were not scanned)."""
+    cfg = media_world["cfg"]
+    pii, names = raw_pii(cfg)
+    find = pii_finder(pii)
+    files = outputs(cfg.paths.root)
+    written = {T.BRONZE_MEDIA.uri(cfg), T.BRONZE_BLACKLISTS.uri(cfg), T.MEDIA_LINKS.uri(cfg), T.EMBEDDINGS_VOICE.uri(cfg)}
+    for uri in written:  # the media tables are there to scan, with data files
+        assert any(p.startswith(uri + "/") and p.endswith(".parquet") for p in files), uri
+    blacklisted = pd.concat(pd.read_csv(f, dtype=str) for f in Path(T.raw_dir(cfg, "blacklists")).glob("dt=*/*.csv"))
+    assert (blacklisted.kind == "phone").any()  # the blacklists hold raw phones to leak
+    found = [hit for p in files for hit in pii_in_file(p, find, names)]
+    assert not found, f"{len(found)} raw PII value(s) in the media world's outputs, e.g. {found[:3]}"

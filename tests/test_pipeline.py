@@ -6,10 +6,7 @@ import csv
 import datetime as dt
 import glob
 import json
-import logging
 import os
-import re
-import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +15,6 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -26,59 +22,33 @@ from pyspark.testing import assertDataFrameEqual
 from riskgraph import tables as T
 from riskgraph.cli import STEPS, run_pipeline
 from riskgraph.config import load_config
-from riskgraph.simulator import simulate_world
 from riskgraph.store import DeltaRsStore
+
+from conftest import capture_pipeline_log, copy_loaded_world
+from pii_scan import outputs, pii_finder, pii_in_file, raw_pii, sqlite_text
 
 SUMMARY_KEYS = {"run_date", "feature_table", "feature_table_version", "gang_table", "rows_in", "rows_quarantined",
                 "feature_rows", "gangs", "ks_baseline", "ks_enriched", "ks_uplift", "mlflow_run_id", "step_seconds"}
 
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # riskgraph.runtime.setup_logging's
-
-
 @pytest.fixture(scope="module")
-def pipeline_log(tmp_path_factory):
-    """Everything the pipeline logs while the world is built, as the CLI would print it
-    (riskgraph at INFO, libraries at their own levels), kept in a file to scan."""
-    path = tmp_path_factory.mktemp("logs") / "pipeline.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    ours = logging.getLogger("riskgraph")
-    level = ours.level
-    ours.setLevel(logging.INFO)
-    # root catches what propagates; mlflow's own logger may not propagate
-    targets = [logging.getLogger(), logging.getLogger("mlflow")]
-    for lg in targets:
-        lg.addHandler(handler)
-    yield path
-    for lg in targets:
-        lg.removeHandler(handler)
-    ours.setLevel(level)
-    handler.close()
-
-
-@pytest.fixture(scope="module")
-def world(spark, tmp_path_factory, pipeline_log):
-    root = tmp_path_factory.mktemp("world")
-    conf = root / "conf.yaml"
-    conf.write_text(yaml.safe_dump({
-        "paths": {"root": str(root / "data"), "checkpoint_dir": str(root / "ckpt")},
-        "mlflow": {"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlflow-art")},
-    }))
-    cfg = load_config("test", conf)
+def world(spark, loaded_world, tmp_path_factory):
+    """A copy of the session's loaded world (conftest), then the nightly run for its last day."""
+    folder = tmp_path_factory.mktemp("world")
+    cfg, conf = copy_loaded_world(loaded_world, folder)
     os.environ["RISKGRAPH_CONF_FOR_TESTS"] = str(conf)
-    sim = simulate_world(cfg.simulation, cfg.paths.root)
-    end = cfg.simulation.end_date
-    load = run_pipeline(cfg, run_date=end - dt.timedelta(days=1), from_date=cfg.simulation.start_date, run_id="load", spark=spark)
+    end = loaded_world.end
     steps = list(STEPS)
     upto = steps.index("assemble_features") + 1
-    nightly = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[:upto], spark=spark)
-    # What Spark computed, kept before write_feature_store commits (and removes) the staging folder.
-    staged = pd.read_parquet(T.staged_features_dir(cfg, "nightly"))
-    rest = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[upto:], spark=spark)
+    with capture_pipeline_log(folder / "nightly.log") as log:
+        nightly = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[:upto], spark=spark)
+        # What Spark computed, kept before write_feature_store commits (and removes) the staging folder.
+        staged = pd.read_parquet(T.staged_features_dir(cfg, "nightly"))
+        rest = run_pipeline(cfg, run_date=end, run_id="nightly", steps=steps[upto:], spark=spark)
     nightly["details"].update(rest.pop("details"))
     nightly.update({k: v for k, v in rest.items() if v is not None})
-    return {"cfg": cfg, "sim": sim, "load": load, "nightly": nightly, "staged": staged, "end": end, "log": pipeline_log}
+    return {"cfg": cfg, "sim": loaded_world.sim, "load": loaded_world.load, "load_cfg": loaded_world.cfg,
+            "nightly": nightly, "staged": staged, "end": end, "logs": [loaded_world.log, log]}
 
 
 def test_run_record_has_the_summary(world):
@@ -148,102 +118,48 @@ def test_rerun_of_a_date_replaces_it_with_identical_rows(spark, world):
     assert retry["feature_table_version"] == before_v + 1 == store.version(T.FEATURES.uri(cfg))
 
 
-def _pii_finder(pii: set[str]):
-    """A fast exact matcher for many strings: index them by their first k characters and
-    check only the positions where such a prefix occurs (one pass per text, instead of one
-    substring search per PII value)."""
-    k = min(len(v) for v in pii)
-    by_prefix: dict[str, list[str]] = {}
-    for v in pii:
-        by_prefix.setdefault(v[:k], []).append(v)
-
-    def find(text: str) -> list[str]:
-        hits = []
-        for i in range(len(text) - k + 1):
-            cands = by_prefix.get(text[i:i + k])
-            if cands:
-                hits += [v for v in cands if text.startswith(v, i)]
-        return hits
-
-    return find
-
-
-def _sqlite_text(path: str) -> str:
-    """Every value of every table of an SQLite database (MLflow: params, tags, metrics,
-    registered models and their version tags), as text."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        parts = []
-        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-            for row in con.execute(f'SELECT * FROM "{table}"'):
-                parts.append("\t".join("" if v is None else (v.decode("utf-8", "ignore") if isinstance(v, bytes) else str(v))
-                                       for v in row))
-        return "\n".join(parts)
-    finally:
-        con.close()
-
-
 def test_no_raw_pii_in_any_output(world):
     """Raw phones, emails, names and national ids appear nowhere the pipeline writes: its
     tables, run records, quality reports, MLflow's artifacts and database, and its logs."""
     cfg = world["cfg"]
-    raw = []
-    for table, cols in (("applications", ["email", "phone"]), ("applicants", ["full_name", "national_id"])):
-        for f in glob.glob(os.path.join(T.raw_dir(cfg, table), "dt=*", "*.csv")):
-            raw.append(pd.read_csv(f, dtype=str, usecols=cols))
-    values = {(col, v) for df in raw for col in df.columns for v in df[col].dropna()}
-    # as written, and as the pipeline normalises them before hashing (a normalised raw value is
-    # still raw). Searched inside any text. A normalised name ('ZHOU XIN') also spells ordinary
-    # words of company names, so names are searched as written, and normalised only as whole cells.
-    variants = {"email": lambda v: v.strip().lower(), "phone": lambda v: re.sub(r"[^0-9]", "", v),
-                "national_id": lambda v: re.sub(r"[^0-9A-Za-z]", "", v).upper(), "full_name": lambda v: v}
-    pii = {x for col, v in values for x in (v, variants[col](v)) if len(x) >= 6}
-    names = {" ".join(v.upper().split()) for col, v in values if col == "full_name"}
+    pii, names = raw_pii(cfg)
     assert len(pii) > 1000
-    find = _pii_finder(pii)
+    find = pii_finder(pii)
     assert find("x" + next(iter(pii)) + "x")  # the matcher finds what it must
 
     root = cfg.paths.root
-    outputs = [p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
-               if os.path.isfile(p) and not p.startswith((os.path.join(root, "raw"), os.path.join(root, "truth")))]
-    assert any(p.endswith(".parquet") for p in outputs)
+    files = outputs(root)
+    assert any(p.endswith(".parquet") for p in files)
     assert glob.glob(os.path.join(root, "runs", "*.json")) and glob.glob(os.path.join(root, "quality", "*.md"))
-    for p in outputs:
-        if p.endswith(".parquet"):
-            tbl = pq.read_table(p)
-            for name in tbl.column_names:
-                if str(tbl.schema.field(name).type) == "string":  # anywhere inside a cell: JSON records, vertex ids
-                    cells = [v for v in tbl.column(name).unique().to_pylist() if v]
-                    found = find("\n".join(cells)) + sorted(names.intersection(cells))[:1]
-                    assert not found, f"{p}:{name} holds raw PII, e.g. {found[:1]}"
-        else:  # run records, quality reports, Delta logs, checksums: any other file, as text
-            found = find(open(p, "rb").read().decode("utf-8", "ignore"))
-            assert not found, f"{p} holds raw PII, e.g. {found[:1]}"
+    found = [hit for p in files for hit in pii_in_file(p, find, names)]
+    assert not found, f"{len(found)} raw PII value(s) in the outputs, e.g. {found[:3]}"
 
-    # MLflow: every artifact file (tables, plots, the logged model) and the tracking database
-    artifacts = [p for p in Path(cfg.mlflow.artifact_root).rglob("*") if p.is_file()]
-    assert {"feature_stability.csv", "lift_enriched.csv", "MLmodel"} <= {p.name for p in artifacts}
-    for p in artifacts:
-        found = find(p.read_bytes().decode("latin-1"))  # byte for byte: binary files too
-        assert not found, f"MLflow artifact {p} holds raw PII, e.g. {found[:1]}"
-    db = _sqlite_text(cfg.mlflow.tracking_uri.removeprefix("sqlite:///"))
-    assert "riskgraph.run_id" in db and "riskgraph-credit-enriched" in db and "cfg.simulation.seed" in db
-    found = find(db)
-    assert not found, f"the MLflow database holds raw PII, e.g. {found[:1]}"
+    # MLflow: every artifact file (tables, plots, the logged model) and the tracking database,
+    # of the load (the loaded world's store) and of the nightly run (this copy's store)
+    for mlflow_cfg in (world["load_cfg"].mlflow, cfg.mlflow):
+        artifacts = [p for p in Path(mlflow_cfg.artifact_root).rglob("*") if p.is_file()]
+        assert {"feature_stability.csv", "lift_enriched.csv", "MLmodel"} <= {p.name for p in artifacts}
+        for p in artifacts:
+            found = find(p.read_bytes().decode("latin-1"))  # byte for byte: binary files too
+            assert not found, f"MLflow artifact {p} holds raw PII, e.g. {found[:1]}"
+        db = sqlite_text(mlflow_cfg.tracking_uri.removeprefix("sqlite:///"))
+        assert "riskgraph.run_id" in db and "riskgraph-credit-enriched" in db and "cfg.simulation.seed" in db
+        found = find(db)
+        assert not found, f"the MLflow database holds raw PII, e.g. {found[:1]}"
 
-    # the logs the pipeline wrote while it ran
-    text = Path(world["log"]).read_text(encoding="utf-8")
-    assert "riskgraph.write_feature_store" in text and "quality gate" in text and "riskgraph.evaluate" in text
-    found = find(text)
-    assert not found, f"the pipeline's log holds raw PII, e.g. {found[:1]}"
+    # the logs the pipeline wrote while it ran (simulate and load, then the nightly run)
+    for log in world["logs"]:
+        text = Path(log).read_text(encoding="utf-8")
+        assert "riskgraph.write_feature_store" in text and "quality gate" in text and "riskgraph.evaluate" in text
+        found = find(text)
+        assert not found, f"the pipeline's log {log} holds raw PII, e.g. {found[:1]}"
 
 
 def test_quality_gate_reports_are_kept_and_summarised(world):
-    cfg = world["cfg"]
     load = world["load"]["details"]["write_feature_store"]
     nightly = world["nightly"]["details"]["write_feature_store"]
     assert load["quality_status"] == "pass" and nightly["quality_status"] in ("pass", "warn")
-    assert load["quality_report"] == f"{cfg.paths.root}/quality/load.md" and os.path.isfile(load["quality_report"])
+    assert load["quality_report"] == f"{world['load_cfg'].paths.root}/quality/load.md" and os.path.isfile(load["quality_report"])
     # first write: nothing to compare with
     assert load["quality"]["skipped"] == ["psi: skipped: no previous run", "row_count: skipped: no previous run"]
     kept = json.loads(Path(nightly["quality_report"]).with_suffix(".json").read_text())

@@ -87,3 +87,25 @@ def test_vacuum_frees_what_no_version_needs_and_keeps_the_rest(spark, cfg_factor
     assert main(["vacuum", "--env", "test", "--set", f"paths.root={cfg.paths.root}", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "riskgraph vacuum (retention 168 h, dry run)" in out and T.FEATURES.key in out and "total would free" in out
+
+
+def test_nightly_vacuum_job_uses_the_configured_retention_and_reports_totals(spark, cfg_factory):
+    """jobs/vacuum.py, the Airflow DAG's last task: vacuum_all with store.vacuum_retention_hours."""
+    import datetime as dt
+
+    from riskgraph.jobs import vacuum as job
+    from riskgraph.runtime import JobContext
+
+    cfg = cfg_factory(store__vacuum_retention_hours=2)
+    root = Path(T.FEATURES.uri(cfg))
+    _write(spark, cfg, {"2026-01-01": 3}, "r0")
+    old_stray, new_stray = root / "run_date=2026-01-01" / "part-killed.parquet", root / "run_date=2026-01-01" / "part-1h.parquet"
+    old_stray.write_bytes(b"y" * 70)
+    new_stray.write_bytes(b"y" * 30)
+    _age(old_stray, 3)  # older than the 2 h retention: freed
+    _age(new_stray, 1)  # younger: a writer may still need it
+    day = dt.date(2026, 1, 2)
+    out = job.run(spark, JobContext(cfg=cfg, run_date=day, from_date=day, run_id="nightly"))
+    assert out == {"retention_hours": 2, "tables": len(T.ALL) + 1, "files_freed": 1, "bytes_freed": 70,
+                   "staging_dirs_freed": 0}
+    assert not old_stray.exists() and new_stray.exists()
