@@ -34,7 +34,6 @@ from pyspark.sql import functions as F
 
 from riskgraph.features.graph import application_of
 from riskgraph.features.validation import require_columns
-from riskgraph.schemas import RELATIONS  # noqa: F401 - the labels, documented with the table
 
 EARTH_RADIUS_M = 6_371_008.8
 # values whose applicants so far are a cue: few people share a home IP, a family device or a
@@ -115,12 +114,11 @@ def pair_cues(pairs: DataFrame, apps: DataFrame, applicants: DataFrame, *, hinds
         F.abs(F.col("birth_year_a") - F.col("birth_year_b")).alias("age_gap"),
         *[F.greatest(F.col(f"{n}_a"), F.col(f"{n}_b")).alias(n) for n in _COUNTED.values()],
     ]
-    kept = [c for c in pairs.columns]
-    return j.select(*kept, F.col("applicant_id_a").alias("applicant_id"), F.col("applicant_id_b").alias("partner_applicant_id"), *cues)
+    return j.select(*pairs.columns, F.col("applicant_id_a").alias("applicant_id"), F.col("applicant_id_b").alias("partner_applicant_id"), *cues)
 
 
 def classify(cues: DataFrame, *, home_radius_m: float, household_max: int, friends_max: int) -> DataFrame:
-    """``cues`` (from ``pair_cues``) + ``relation`` (one of RELATIONS) and ``evidence`` (the
+    """``cues`` (from ``pair_cues``) + ``relation`` (one of schemas.RELATIONS) and ``evidence`` (the
     cues that decided it, as short phrases an investigator reads)."""
     require_columns(cues, ["same_ip", "same_device", "same_phone", "same_email", "same_employer", "same_referrer",
                            "same_surname", "gps_distance_m"], "classify")
@@ -134,9 +132,9 @@ def classify(cues: DataFrame, *, home_radius_m: float, household_max: int, frien
     home = (home_ip & lives_near) | (home_device & (lives_near | F.col("same_surname")))
     # a household does not share one phone number, e-mail or referral code; a gang does
     co_resident = home & ~(F.col("same_phone") | F.col("same_email") | F.col("same_referrer"))
-    same_home_family = F.coalesce(near, F.lit(False)) & F.col("same_surname")  # one building, one family name
+    one_building = F.coalesce(near, F.lit(False))
     personal = F.col("same_device") | F.col("same_phone") | F.col("same_email")
-    relation = (F.when((co_resident | same_home_family) & F.col("same_surname"), "family")
+    relation = (F.when((co_resident | one_building) & F.col("same_surname"), "family")
                 .when(co_resident, "flatmate")
                 .when(F.col("same_employer") & ~personal, "colleague")
                 .when(F.col("same_referrer") & (F.col("referrer_applicants") <= friends_max) & ~personal & ~F.col("same_ip"), "friend")
