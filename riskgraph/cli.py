@@ -6,6 +6,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,10 @@ def run_pipeline(cfg, *, run_date: dt.date, from_date: dt.date | None = None, ru
     out = Path(T.runs_dir(cfg))
     out.mkdir(parents=True, exist_ok=True)
     record["run_record"] = str(out / f"{ctx.run_id}.json")
-    (out / f"{ctx.run_id}.json").write_text(json.dumps(record, indent=2, default=str))
+    # written aside and renamed: a run killed while writing leaves the previous record, never half of one
+    tmp = out / f".{ctx.run_id}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, out / f"{ctx.run_id}.json")
     return record
 
 

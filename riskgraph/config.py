@@ -127,6 +127,11 @@ class Simulation(_Frozen):
             raise ValueError(f"simulation.end_date {self.end_date} is before start_date {self.start_date}")
         if self.gang_size_max < self.gang_size_min:
             raise ValueError("simulation.gang_size_max must be >= gang_size_min")
+        t = self.transfers
+        if t.enabled and t.from_date is not None and not self.start_date <= t.from_date <= self.end_date:
+            raise ValueError(f"simulation.transfers.from_date {t.from_date} is outside the world's dates "
+                             f"{self.start_date}..{self.end_date}: no loan of it would be disbursed and traced; set it "
+                             f"within them (e.g. --set simulation.transfers.from_date={self.end_date.replace(day=1)})")
         return self
 
 

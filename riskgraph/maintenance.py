@@ -15,7 +15,10 @@ killed between rename and commit, data files no commit references. What goes, pe
 * ``_staging/*`` folders whose newest file is older than ``retention`` (a writer stages
   for minutes; delta-rs' vacuum skips ``_`` folders, so riskgraph sweeps its own);
 * hand-off folders under ``work/features_staged`` older than ``retention`` (a run that
-  assembled features and never wrote them).
+  assembled features and never wrote them);
+* Spark checkpoint folders under ``paths.checkpoint_dir`` older than ``retention``: Spark
+  leaves one per application (``<uuid>/rdd-N``) after every run, finished or killed, since
+  ``spark.cleaner.referenceTracking.cleanCheckpoints`` is off by default.
 
 The Delta log itself is not touched (delta-rs cleans expired log files on checkpoints).
 Tables on object stores (delta-spark) are vacuumed by their own ``VACUUM`` there.
@@ -73,6 +76,11 @@ def vacuum_table(uri: str, *, retention_hours: int, dry_run: bool = False, now: 
     if listed and not dry_run:
         dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=True)
     _sweep_old(root / "_staging", (now or time.time()) - retention_hours * 3600, freed, dry_run)
+    if not dry_run:
+        try:  # the emptied folder itself (a writer re-creates it)
+            (root / "_staging").rmdir()
+        except OSError:
+            pass
     return freed
 
 
@@ -92,9 +100,9 @@ def _sweep_old(parent: Path, cutoff: float, freed: Freed, dry_run: bool) -> None
 
 
 def vacuum_all(cfg, *, retention_hours: int | None = None, dry_run: bool = False) -> list[dict]:
-    """Vacuum every table of ``tables.ALL`` and the stale hand-off folders. Returns one row
-    per table (and one for ``work/features_staged``): files and bytes freed (or, with
-    ``dry_run``, that would be)."""
+    """Vacuum every table of ``tables.ALL``, the stale hand-off folders and Spark checkpoint
+    folders. Returns one row per table (and one each for ``work/features_staged`` and
+    ``checkpoints``): files and bytes freed (or, with ``dry_run``, that would be)."""
     hours = retention_hours if retention_hours is not None else cfg.store.vacuum_retention_hours
     rows = []
     for i, table in enumerate(T.ALL, 1):
@@ -107,6 +115,12 @@ def vacuum_all(cfg, *, retention_hours: int | None = None, dry_run: bool = False
     hand = Freed(table="work/features_staged", uri=str(work))
     _sweep_old(work, time.time() - hours * 3600, hand, dry_run)
     rows.append(asdict(hand))
+    ckpt = Freed(table="checkpoints", uri=cfg.paths.checkpoint_dir)
+    if "://" in ckpt.uri and not ckpt.uri.startswith("file://"):
+        ckpt.note = "not a local folder: clean it with the file system's own tools"
+    else:
+        _sweep_old(Path(ckpt.uri.removeprefix("file://")), time.time() - hours * 3600, ckpt, dry_run)
+    rows.append(asdict(ckpt))
     return rows
 
 

@@ -56,6 +56,12 @@ def test_vacuum_frees_what_no_version_needs_and_keeps_the_rest(spark, cfg_factor
     handoff.mkdir(parents=True)
     (handoff / "part-0.parquet").write_bytes(b"z" * 10)
     _age(handoff, 3)
+    # Spark leaves a checkpoint folder per application, finished or killed
+    old_ckpt, new_ckpt = Path(cfg.paths.checkpoint_dir) / "0a1b-old", Path(cfg.paths.checkpoint_dir) / "0a1c-running"
+    for d in (old_ckpt, new_ckpt):
+        (d / "rdd-7").mkdir(parents=True)
+        (d / "rdd-7" / "part-00000").write_bytes(b"c" * 40)
+    _age(old_ckpt, 3)
     before = _data_files(root)
     assert len(before) == 2 * 4 + 2  # 4 versions x 2 dates + the two strays
 
@@ -67,6 +73,8 @@ def test_vacuum_frees_what_no_version_needs_and_keeps_the_rest(spark, cfg_factor
     feats = rows[T.FEATURES.key]
     assert (feats["files"], feats["staging_dirs"], feats["bytes"]) == (2, 1, 150)
     assert rows["work/features_staged"]["staging_dirs"] == 1 and not handoff.exists()
+    assert (rows["checkpoints"]["files"], rows["checkpoints"]["bytes"]) == (1, 40)
+    assert not old_ckpt.exists() and new_ckpt.exists()
     assert not old_stray.exists() and not old_stage.exists() and new_stray.exists() and new_stage.exists()
     assert _data_files(root) == before - {old_stray.relative_to(root).as_posix()}
     for v in range(4):  # every version within the retention still reads
@@ -106,6 +114,6 @@ def test_nightly_vacuum_job_uses_the_configured_retention_and_reports_totals(spa
     _age(new_stray, 1)  # younger: a writer may still need it
     day = dt.date(2026, 1, 2)
     out = job.run(spark, JobContext(cfg=cfg, run_date=day, from_date=day, run_id="nightly"))
-    assert out == {"retention_hours": 2, "tables": len(T.ALL) + 1, "files_freed": 1, "bytes_freed": 70,
+    assert out == {"retention_hours": 2, "tables": len(T.ALL) + 2, "files_freed": 1, "bytes_freed": 70,
                    "staging_dirs_freed": 0}
     assert not old_stray.exists() and new_stray.exists()
