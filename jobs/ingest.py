@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features import validation as V
-from riskgraph.landing import read_table_landing
+from riskgraph.inputs import earlier_rows
+from riskgraph.landing import read_table_landing, reconcile_files
 from riskgraph.pseudonym import pseudonym_key
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
@@ -27,14 +28,6 @@ log = logging.getLogger("riskgraph.ingest")
 
 class IngestError(RuntimeError):
     pass
-
-
-def earlier_rows(store, spark, table: T.Table, cfg, dates: list[str], cols: list[str]) -> DataFrame | None:
-    """Rows (their ``cols``) already in bronze outside the partitions this run replaces (also
-    used by ingest_media)."""
-    if store.version(table.uri(cfg)) is None:
-        return None
-    return store.read(spark, table.uri(cfg)).filter(~F.col(S.DT).isin(dates)).select(*cols)
 
 
 def run(spark: SparkSession, ctx: JobContext) -> dict:
@@ -108,36 +101,13 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     # bounded: one row per distinct reason
     metrics["reasons"] = {r["reason"]: r["count"] for r in q.groupBy("source", "reason").count()
                           .select(F.concat_ws("/", "source", "reason").alias("reason"), "count").collect()}
-    metrics["files"], metrics["file_problems"] = _reconcile_files(q, landings, metrics["by_table"])
+    metrics["files"], metrics["file_problems"] = reconcile_files(q, landings, metrics["by_table"])
     for df in validated.values():
         df.unpersist()
     for landing in landings.values():
         landing.unpersist()
     q.unpersist()
     return metrics
-
-
-def _reconcile_files(q: DataFrame, landings: dict, by_table: dict) -> tuple[dict, list[dict]]:
-    """Per landing file, in source records: records = kept + quarantined (every record
-    counted once), and the files' records add up to the table's ``in``. Returns
-    ({table: [file rows]}, [files with a problem])."""
-    # bounded: one row per landing file
-    quarantined = {(r["source"], r["file"]): r["count"] for r in q.filter(F.col("file").isNotNull())
-                   .groupBy("source", "file").count().collect()}
-    files, problems = {}, []
-    for name, landing in landings.items():
-        rows = []
-        for f in landing.files:
-            n_bad = quarantined.get((name, f["file"]), 0)
-            if n_bad > f["records"]:
-                raise IngestError(f"{name}: {f['file']}: {n_bad} quarantined rows but only {f['records']} records")
-            rows.append({**f, "kept": f["records"] - n_bad, "quarantined": n_bad})
-        if name in by_table and sum(f["records"] for f in rows) != by_table[name]["in"]:
-            raise IngestError(f"{name}: landing files hold {sum(f['records'] for f in rows)} records but {by_table[name]['in']} "
-                              "went into validation")
-        files[name] = rows
-        problems += [{"table": name, **p} for p in landing.problems()]
-    return files, problems
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from riskgraph.features import validation as V
 from riskgraph.inputs import read_for_run
 from riskgraph.landing import read_table_landing
 from riskgraph.pseudonym import pseudonym_key
-from riskgraph.jobs.ingest import earlier_rows
+from riskgraph.inputs import earlier_rows
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
 

@@ -21,7 +21,9 @@ from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features import validation as V
 from riskgraph.features.money_validation import validate_transfers
-from riskgraph.jobs.ingest import IngestError, _reconcile_files, earlier_rows
+from riskgraph.inputs import earlier_rows
+from riskgraph.jobs.ingest import IngestError
+from riskgraph.landing import reconcile_files
 from riskgraph.landing import read_table_landing
 from riskgraph.pseudonym import pseudonym_key
 from riskgraph.runtime import JobContext, job_main
@@ -63,7 +65,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
         raise IngestError(f"transfers: counts do not reconcile: in={n_in} kept={n_kept} quarantined={n_bad}")
     # bounded: one row per distinct reason
     out["reasons"] = {r["reason"]: r["count"] for r in bad.groupBy("reason").count().collect()}
-    files, problems = _reconcile_files(bad, {"transfers": landing}, {"transfers": {"in": n_in}})
+    files, problems = reconcile_files(bad, {"transfers": landing}, {"transfers": {"in": n_in}})
     out.update({"in": n_in, "kept": n_kept, "quarantined": n_bad, "files": files["transfers"], "file_problems": problems})
     log.info("transfers: in=%d kept=%d quarantined=%d", n_in, n_kept, n_bad)
     typed.unpersist()

@@ -3,7 +3,8 @@ replacing exactly the run's date partitions, once per run id. Fails if the stage
 not match the bronze applications of those dates one-to-one, or if they break a quality
 gate (null rates, ranges, row count and PSI drift vs. the previous version: see
 features/quality_gates.py); the gate's report is kept under ``<paths.root>/quality/``
-either way."""
+either way. After its commit it publishes the versions of every table the run committed
+as one set (``riskgraph/published.py``): the last step that writes tables ends the run."""
 from __future__ import annotations
 
 import logging
@@ -18,6 +19,7 @@ from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features import quality_gates as Q
 from riskgraph.inputs import bronze_as_of, feature_dates
+from riskgraph.published import publish
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
 
@@ -92,9 +94,11 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
         log.info("feature store %s: run %s already committed as version %d (%d rows on %s); nothing to do",
                  T.FEATURES.uri(cfg), ctx.run_id, done, rows, ctx.run_date_str)
         report = f"{T.quality_dir(cfg)}/{ctx.run_id}.md"
+        pub = publish(cfg, store, ctx)  # a run killed between its commit and its publish publishes now
         return {"feature_table": T.FEATURES.uri(cfg), "feature_table_version": done, "feature_rows_written": 0,
                 "feature_rows": rows, "committed": False, "store_backend": store.name,
-                "quality_status": "unchanged (already committed)", "quality_report": report, "quality": {"report": report}}
+                "quality_status": "unchanged (already committed)", "quality_report": report, "quality": {"report": report},
+                "published": pub["moved"]}
     staged_path = T.find_staged_features(cfg, ctx)
     if staged_path != T.staged_features_dir(cfg, ctx.run_id):
         log.info("write_feature_store: using the features assemble_features staged at %s (its run for %s..%s)",
@@ -126,9 +130,12 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
         shutil.rmtree(staged_path, ignore_errors=True)
     log.info("feature store %s version %d: %d rows for %s..%s (%d on the run date)", T.FEATURES.uri(cfg), res.version,
              res.rows, ctx.from_date, ctx.run_date, rows_for_run_date)
+    # the run's tables are all written now: publish their versions as one set (riskgraph/published.py)
+    pub = publish(cfg, store, ctx)
     return {"feature_table": T.FEATURES.uri(cfg), "feature_table_version": res.version, "feature_rows_written": res.rows,
             "feature_rows": rows_for_run_date, "committed": res.committed, "store_backend": store.name,
-            "quality_status": quality["status"], "quality_report": quality["report"], "quality": quality}
+            "quality_status": quality["status"], "quality_report": quality["report"], "quality": quality,
+            "published": pub["moved"]}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 #
 # Runs top to bottom on the local default after `make run` (reads `var/riskgraph`).
 # Open it as a notebook (VS Code, or Jupyter with jupytext), or run it as a script:
-# `.venv/bin/python notebooks/investigate_gang.py [APPLICATION_ID]`. Set `RISKGRAPH_ENV`
+# `.venv/bin/python notebooks/investigate_gang.py [APPLICATION_ID]`. It reads the tables of the
+# last complete nightly run (its published set). Set `RISKGRAPH_ENV`
 # / `RISKGRAPH_CONF` to point it at another environment. No raw PII is shown: phones and
 # emails appear as their keyed pseudonyms.
 
@@ -26,15 +27,18 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from riskgraph import tables as T  # noqa: E402
 from riskgraph.config import load_config  # noqa: E402
+from riskgraph.published import published, read_published  # noqa: E402
 from riskgraph.session import get_spark  # noqa: E402
 from riskgraph.store import choose_store  # noqa: E402
 
 cfg = load_config()
 spark = get_spark(cfg)
 store = choose_store(spark, cfg.store.backend)
-gangs = store.read(spark, T.GANGS.uri(cfg))
-RUN_DATE = gangs.agg(F.max("run_date")).first()[0]
-print("run date:", RUN_DATE, "| tables under", cfg.paths.root)
+gangs = read_published(spark, cfg, T.GANGS, store)
+# every table at the versions the last complete nightly run published (riskgraph/published.py):
+# one run's consistent picture, even while tonight's run is still writing
+RUN_DATE = published(cfg)["run_date"]
+print("run date:", RUN_DATE, "| run", published(cfg)["run_id"], "| tables under", cfg.paths.root)
 
 # %% [markdown]
 # ## The largest gangs with known bad members
@@ -49,7 +53,7 @@ print(top[["gang_id", "size", "n_applicants", "n_bad_known", "bad_rate_known", "
 # ## One application: its gang and the evidence
 
 # %%
-members = store.read(spark, T.GANG_MEMBERS.uri(cfg)).filter(F.col("run_date") == RUN_DATE)
+members = read_published(spark, cfg, T.GANG_MEMBERS, store).filter(F.col("run_date") == RUN_DATE)
 APPLICATION_ID = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else None
 if APPLICATION_ID is None:  # default: the latest member of the top gang (it has the most history before it)
     APPLICATION_ID = members.filter(F.col("gang_id") == top.gang_id[0]).agg(F.max("application_id")).first()[0]
@@ -74,8 +78,8 @@ print(neighbours.select("gang_id", "size", "n_bad_known", "link_types").toPandas
 # ## Members, their outcomes so far, and the application's point-in-time features
 
 # %%
-apps = store.read(spark, T.BRONZE_APPLICATIONS.uri(cfg))
-outcomes = store.read(spark, T.BRONZE_OUTCOMES.uri(cfg)).filter(F.col("dt") <= RUN_DATE)
+apps = read_published(spark, cfg, T.BRONZE_APPLICATIONS, store)
+outcomes = read_published(spark, cfg, T.BRONZE_OUTCOMES, store).filter(F.col("dt") <= RUN_DATE)
 gang_apps = (
     members.filter(F.col("gang_id") == GANG).join(apps, "application_id")
     .join(outcomes.groupBy("application_id").agg(F.concat_ws(",", F.collect_set("outcome")).alias("outcomes")), "application_id", "left")
@@ -83,14 +87,14 @@ gang_apps = (
     .orderBy("application_ts")
 )
 print(gang_apps.toPandas().to_string(index=False))  # one gang: bounded by its size
-feats = store.read(spark, T.FEATURES.uri(cfg)).filter(F.col("application_id") == APPLICATION_ID).toPandas()
+feats = read_published(spark, cfg, T.FEATURES, store).filter(F.col("application_id") == APPLICATION_ID).toPandas()
 print(feats.T.to_string(header=False))
 
 # %% [markdown]
 # ## The gang's subgraph: applications (circles) and the attribute values linking them
 
 # %%
-edges = store.read(spark, T.EDGES.uri(cfg)).filter(F.col("run_date") == RUN_DATE)
+edges = read_published(spark, cfg, T.EDGES, store).filter(F.col("run_date") == RUN_DATE)
 sub = (
     edges.join(members.filter(F.col("gang_id") == GANG).select(F.concat(F.lit("app:"), "application_id").alias("src")), "src")
     .select("src", "dst").toPandas()

@@ -173,6 +173,7 @@ def _record(ctx, results: dict, seconds: dict, sim_summary: dict | None) -> dict
         "registered_model": ev.get("registered_model"),
         "registered_model_version": ev.get("registered_model_version"),
         "quality_status": wfs.get("quality_status"),
+        "published": wfs.get("published"),
         "quality_report": wfs.get("quality_report"),
         "store_backend": wfs.get("store_backend"),
         "graph_backend": gang.get("graph_backend"),

@@ -53,3 +53,12 @@ def feature_dates(spark: SparkSession, store, ctx: JobContext) -> list[str]:
     late = (landed.select(F.date_format("application_ts", "yyyy-MM-dd").alias("d"))
             .filter(F.col("d") < F.lit(window[0])).distinct().collect())
     return sorted(set(window) | {r["d"] for r in late})
+
+
+def earlier_rows(store, spark: SparkSession, table: T.Table, cfg, dates: list[str], cols: list[str]) -> DataFrame | None:
+    """Rows (their ``cols``) already in bronze outside the partitions this run replaces: what
+    an ingest checks its new rows against for duplicates (ingest, ingest_media,
+    ingest_transfers). None when the table does not exist yet."""
+    if store.version(table.uri(cfg)) is None:
+        return None
+    return store.read(spark, table.uri(cfg)).filter(~F.col(S.DT).isin(dates)).select(*cols)

@@ -314,3 +314,30 @@ def read_table_landing(spark: SparkSession, base: str, columns: list[S.Column], 
     log.info("%s: %d landing file(s), %d bytes, %d records", table, len(files), sum(f["bytes"] for f in files),
              sum(f["records"] for f in files))
     return landing
+
+
+class ReconciliationError(RuntimeError):
+    """A landing file's records do not add up to what was kept and quarantined."""
+
+
+def reconcile_files(q: DataFrame, landings: dict, by_table: dict) -> tuple[dict, list[dict]]:
+    """Per landing file, in source records: records = kept + quarantined (every record
+    counted once), and the files' records add up to the table's ``in``. Returns
+    ({table: [file rows]}, [files with a problem]). Used by every ingest (tables, transfers)."""
+    # bounded: one row per landing file
+    quarantined = {(r["source"], r["file"]): r["count"] for r in q.filter(F.col("file").isNotNull())
+                   .groupBy("source", "file").count().collect()}
+    files, problems = {}, []
+    for name, landing in landings.items():
+        rows = []
+        for f in landing.files:
+            n_bad = quarantined.get((name, f["file"]), 0)
+            if n_bad > f["records"]:
+                raise ReconciliationError(f"{name}: {f['file']}: {n_bad} quarantined rows but only {f['records']} records")
+            rows.append({**f, "kept": f["records"] - n_bad, "quarantined": n_bad})
+        if name in by_table and sum(f["records"] for f in rows) != by_table[name]["in"]:
+            raise ReconciliationError(f"{name}: landing files hold {sum(f['records'] for f in rows)} records but {by_table[name]['in']} "
+                              "went into validation")
+        files[name] = rows
+        problems += [{"table": name, **p} for p in landing.problems()]
+    return files, problems

@@ -363,7 +363,7 @@ class TrainingSet:
 
 
 def get_training_set(spark: SparkSession, cfg=None, spine=None, *, features: Sequence[str] | None = None,
-                     feature_table: str | None = None, version: int | None = None, timestamp: str | None = None,
+                     feature_table: str | None = None, version: int | str | None = None, timestamp: str | None = None,
                      entity_col: str = "application_id", time_col: str | None = None,
                      store: TableStore | None = None) -> TrainingSet:
     """Point-in-time features for a labelled spine, from one pinned feature-table version.
@@ -379,8 +379,10 @@ def get_training_set(spark: SparkSession, cfg=None, spine=None, *, features: Seq
     The table is the project's feature table (``cfg``), or any riskgraph feature table named
     by ``feature_table`` (a path or URI; ``cfg`` may then be None). Reading writes nothing
     (no folders, no files). ``features`` defaults to every feature column of the table.
-    ``version`` or ``timestamp`` time-travels; by default the current version is resolved
-    once and recorded as ``feature_table_version``.
+    ``version`` or ``timestamp`` time-travels; ``version="published"`` reads the version the
+    last complete nightly run published (``riskgraph/published.py``: never a run still
+    writing); by default the current version is resolved once and recorded as
+    ``feature_table_version``.
 
     Runs one Spark job now (counting matched / unmatched spine rows); the training set's
     rows are computed when used.
@@ -395,6 +397,14 @@ def get_training_set(spark: SparkSession, cfg=None, spine=None, *, features: Seq
         raise ValueError(f"entity_col {entity_col!r} is not a key of the feature table; keys: {list(ENTITY_COLUMNS)}")
     store = store or choose_store(spark, cfg.store.backend if cfg is not None else "auto")
     uri = feature_table if feature_table is not None else T.FEATURES.uri(cfg)
+    if version == "published":
+        from riskgraph.published import published_version
+
+        if cfg is None or feature_table is not None:
+            raise ValueError('version="published" reads the project\'s feature table: pass cfg, not feature_table')
+        version = published_version(cfg, T.FEATURES)
+    elif isinstance(version, str):
+        raise ValueError(f'version is a Delta version number or "published", got {version!r}')
     v = resolve_version(spark, store, uri, version=version, timestamp=timestamp)
     table = store.read(spark, uri, version=v)
     table_feats = [c for c in table.columns if c not in (*ENTITY_COLUMNS, FEATURE_TIME_COL, S.RUN_DATE)]

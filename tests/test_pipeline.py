@@ -60,6 +60,22 @@ def test_run_record_has_the_summary(world):
     assert saved["feature_table_version"] == rec["feature_table_version"]
 
 
+def test_the_nightly_publishes_its_tables_as_one_set(world):
+    """After write_feature_store the run's versions are the published set (riskgraph/published.py)."""
+    from riskgraph.published import published
+    from riskgraph.store import DeltaRsStore
+
+    rec, cfg = world["nightly"], world["cfg"]
+    assert rec["published"] is True
+    m = published(cfg)
+    assert m["run_id"] == "nightly" and m["run_date"] == world["end"].isoformat()
+    assert m["tables"][T.FEATURES.key]["version"] == rec["feature_table_version"]
+    store = DeltaRsStore()
+    for t in (T.BRONZE_APPLICATIONS, T.GANGS, T.GANG_MEMBERS, T.EDGES, T.FEATURES):
+        assert m["tables"][t.key] == {"uri": t.uri(cfg), "version": store.committed_version(t.uri(cfg), "nightly"),
+                                      "written_by_this_run": True}
+
+
 def test_counts_reconcile_and_planted_defects_are_quarantined(spark, world):
     cfg = world["cfg"]
     for rec in (world["load"], world["nightly"]):
