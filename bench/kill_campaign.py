@@ -18,10 +18,12 @@ For each writing step S, from the state the night's earlier steps left (``before
      never a mix, never a partial date;
    * every table still reads at the version it had before the night (time travel), with
      the ``before`` rows;
-   * a features hand-off marked complete (``_SUCCESS``) holds the reference's rows.
+   * a features hand-off marked complete (``_SUCCESS``) holds the reference's rows;
+   * the run-level published set (``runs/PUBLISHED``) reads, and is the ``before`` or
+     the ``after`` one.
    A start that finishes before its kill is a completed rerun: its tables must equal
    ``after``; the copy is then reset to ``before`` so the next kills hit real work.
-3. a last rerun to the end: every table equals ``after``;
+3. a last rerun to the end: every table, the hand-off and the published set equal ``after``;
 4. ``riskgraph vacuum --retention-hours 0`` (nothing runs now): no stray files are left
    (a table folder holds exactly its current version's data files, its log and its lock;
    no ``_staging``, no hand-off, no Spark checkpoint folder), and every table still equals
@@ -185,6 +187,18 @@ def handoff(cfg) -> dict | None:
     return digest(ds.dataset(str(d), format="parquet").to_table(), world_of(cfg))
 
 
+def published_set(cfg) -> dict | None:
+    """The run-level published set (runs/PUBLISHED) without its paths and time: run id and
+    table versions; an unreadable pointer is an error string."""
+    from riskgraph.published import published
+
+    try:
+        m = published(cfg, missing_ok=True)
+    except Exception as e:  # noqa: BLE001 - a half-written pointer is the finding
+        return {"error": f"{type(e).__name__}: {e}"[:300]}
+    return None if m is None else {"run_id": m["run_id"], "tables": {k: v["version"] for k, v in m["tables"].items()}}
+
+
 def strays(cfg) -> list[str]:
     """Files a clean world must not hold once vacuumed with retention 0: data files outside
     the current version, staging folders, hand-offs, Spark checkpoint folders."""
@@ -247,7 +261,7 @@ def campaign(step: str, before_dir: Path, work: Path, night: dt.date, kills: int
     ref_dir, camp_dir = work / f"ref-{step}", work / f"camp-{step}"
     copy_world(before_dir, ref_dir)
     cfg_before = load_cfg(before_dir)
-    before, before_handoff = table_state(cfg_before), handoff(cfg_before)
+    before, before_handoff, before_pub = table_state(cfg_before), handoff(cfg_before), published_set(cfg_before)
     # reference: the step to its end, timed from its session coming up to its exit
     marker = f"[1/1] {step}:"
     p = start(step_cmd(ref_dir, step, night), work / f"{step}-ref.log")
@@ -257,7 +271,7 @@ def campaign(step: str, before_dir: Path, work: Path, night: dt.date, kills: int
         raise SystemExit(f"reference {step} failed; see {work / f'{step}-ref.log'}")
     ref_s = time.perf_counter() - t0
     cfg_ref = load_cfg(ref_dir)
-    after, after_handoff = table_state(cfg_ref), handoff(cfg_ref)
+    after, after_handoff, after_pub = table_state(cfg_ref), handoff(cfg_ref), published_set(cfg_ref)
     changed = sorted(k for k in after if before.get(k, {}).get("sha") != after[k].get("sha"))
 
     copy_world(before_dir, camp_dir)
@@ -289,6 +303,10 @@ def campaign(step: str, before_dir: Path, work: Path, night: dt.date, kills: int
             checks += 1
             if h is not None and h not in (before_handoff, after_handoff):
                 failures.append(f"kill {done}: a complete-marked hand-off holds {h}, neither {before_handoff} nor {after_handoff}")
+            pub = published_set(cfg)
+            checks += 1
+            if pub not in (before_pub, after_pub):
+                failures.append(f"kill {done}: the published set is {pub}, neither {before_pub} nor {after_pub}")
         else:
             if p.returncode != 0:
                 failures.append(f"start {starts}: rerun after a kill failed (exit {p.returncode}); see {log}")
@@ -299,8 +317,10 @@ def campaign(step: str, before_dir: Path, work: Path, night: dt.date, kills: int
             copy_world(before_dir, camp_dir)   # the next kills hit real work again
     # the last rerun, to the end, then the cleanup
     run_to_end(step_cmd(camp_dir, step, night), work / f"{step}-final.log")
-    checks += 2
+    checks += 3
     failures += compare(table_state(cfg), after, "final rerun")
+    if published_set(cfg) != after_pub:
+        failures.append(f"final rerun: published set {published_set(cfg)} not {after_pub}")
     if handoff(cfg) != after_handoff:
         failures.append(f"final rerun: hand-off {handoff(cfg)} not {after_handoff}")
     run_to_end(cli(camp_dir, "vacuum", "--retention-hours", "0"), work / f"{step}-vacuum.log")
