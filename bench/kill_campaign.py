@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -149,13 +150,18 @@ def world_of(cfg) -> str:
     return str(Path(cfg.paths.root).parent)
 
 
+# a landing file's URI in a value (bronze/quarantine's ``file``), up to the world's data root
+_LANDING_URI = re.compile(r'(?:file:)?/[^"]*?/data/raw/')
+
+
 def digest(tbl, world: str) -> dict:
     """Order-free digest of a table's rows (columns by name, so column order does not matter).
-    The world's own folder is cut out of values (bronze/quarantine's ``file`` is the landing
-    file's URI), so a copy of a world digests as the original."""
+    Landing-file URIs are cut to their path under the data root (``world``'s folder too), so
+    a copy of a world digests as the original, whichever folder each of its rows was
+    ingested in."""
     cols = sorted(tbl.column_names)
-    rows = sorted(json.dumps([r[c] for c in cols], default=str, sort_keys=True).replace(world, "<world>")
-                  for r in tbl.to_pylist())
+    rows = sorted(_LANDING_URI.sub("<root>/raw/", json.dumps([r[c] for c in cols], default=str, sort_keys=True))
+                  .replace(world, "<world>") for r in tbl.to_pylist())
     h = hashlib.sha256("\x1f".join(cols).encode())
     for r in rows:
         h.update(r.encode())
