@@ -25,10 +25,9 @@ from riskgraph import schemas as S
 from riskgraph import tables as T
 from riskgraph.features import media_validation as MV
 from riskgraph.features import validation as V
-from riskgraph.inputs import read_for_run
+from riskgraph.inputs import earlier_rows, read_for_run
 from riskgraph.landing import read_table_landing
 from riskgraph.pseudonym import pseudonym_key
-from riskgraph.inputs import earlier_rows
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store
 

@@ -23,8 +23,7 @@ from riskgraph.features import validation as V
 from riskgraph.features.money_validation import validate_transfers
 from riskgraph.inputs import earlier_rows
 from riskgraph.jobs.ingest import IngestError
-from riskgraph.landing import reconcile_files
-from riskgraph.landing import read_table_landing
+from riskgraph.landing import read_table_landing, reconcile_files
 from riskgraph.pseudonym import pseudonym_key
 from riskgraph.runtime import JobContext, job_main
 from riskgraph.store import choose_store

@@ -37,8 +37,9 @@ store = choose_store(spark, cfg.store.backend)
 gangs = read_published(spark, cfg, T.GANGS, store)
 # every table at the versions the last complete nightly run published (riskgraph/published.py):
 # one run's consistent picture, even while tonight's run is still writing
-RUN_DATE = published(cfg)["run_date"]
-print("run date:", RUN_DATE, "| run", published(cfg)["run_id"], "| tables under", cfg.paths.root)
+PUBLISHED = published(cfg)
+RUN_DATE = PUBLISHED["run_date"]
+print("run date:", RUN_DATE, "| run", PUBLISHED["run_id"], "| tables under", cfg.paths.root)
 
 # %% [markdown]
 # ## The largest gangs with known bad members

@@ -6,7 +6,6 @@ import datetime as dt
 import importlib
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ def run_pipeline(cfg, *, run_date: dt.date, from_date: dt.date | None = None, ru
     """Run ``steps`` (default: all, in nightly order) in one Spark session and return the
     run record (also saved as ``<root>/runs/<run_id>.json``)."""
     from riskgraph import tables as T
+    from riskgraph.io import write_json_atomic
     from riskgraph.runtime import JobContext, default_run_id, safe_run_id
     from riskgraph.session import get_spark
 
@@ -56,10 +56,7 @@ def run_pipeline(cfg, *, run_date: dt.date, from_date: dt.date | None = None, ru
     out = Path(T.runs_dir(cfg))
     out.mkdir(parents=True, exist_ok=True)
     record["run_record"] = str(out / f"{ctx.run_id}.json")
-    # written aside and renamed: a run killed while writing leaves the previous record, never half of one
-    tmp = out / f".{ctx.run_id}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, out / f"{ctx.run_id}.json")
+    write_json_atomic(out / f"{ctx.run_id}.json", record)
     return record
 
 

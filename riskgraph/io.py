@@ -1,6 +1,7 @@
 """Small I/O helpers shared by jobs (paths on any filesystem, landing folders)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import urllib.parse
@@ -20,6 +21,17 @@ def fs_path(uri: str):
     if parsed.scheme in ("", "file"):
         return pafs.LocalFileSystem(), urllib.parse.unquote(parsed.path) if parsed.scheme else os.path.abspath(uri)
     return pafs.FileSystem.from_uri(uri)
+
+
+def write_json_atomic(path, doc: dict) -> None:
+    """Write a small local JSON file aside and rename it in: a process killed while writing
+    leaves the previous file, never half of one (run records, the published set)."""
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    os.replace(tmp, path)
 
 
 def path_exists(spark: SparkSession, path: str) -> bool:

@@ -336,8 +336,8 @@ def reconcile_files(q: DataFrame, landings: dict, by_table: dict) -> tuple[dict,
                 raise ReconciliationError(f"{name}: {f['file']}: {n_bad} quarantined rows but only {f['records']} records")
             rows.append({**f, "kept": f["records"] - n_bad, "quarantined": n_bad})
         if name in by_table and sum(f["records"] for f in rows) != by_table[name]["in"]:
-            raise ReconciliationError(f"{name}: landing files hold {sum(f['records'] for f in rows)} records but {by_table[name]['in']} "
-                              "went into validation")
+            raise ReconciliationError(f"{name}: landing files hold {sum(f['records'] for f in rows)} records but "
+                                      f"{by_table[name]['in']} went into validation")
         files[name] = rows
         problems += [{"table": name, **p} for p in landing.problems()]
     return files, problems

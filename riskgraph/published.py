@@ -27,10 +27,10 @@ import datetime as dt
 import fcntl
 import json
 import logging
-import os
 from pathlib import Path
 
 from riskgraph import tables as T
+from riskgraph.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,14 @@ def publish(cfg, store, ctx) -> dict:
         log.warning("published: paths.root %s is not a POSIX path; the run's set is not published", cfg.paths.root)
         return {**manifest, "moved": False}
     (runs / "published").mkdir(parents=True, exist_ok=True)
-    _write_atomic(runs / "published" / f"{ctx.run_id}.json", manifest)
+    write_json_atomic(runs / "published" / f"{ctx.run_id}.json", manifest)
     with open(runs / ".published.lock", "a+") as lock:  # two runs publishing at once: one after the other
         fcntl.flock(lock, fcntl.LOCK_EX)
         current = published(cfg, missing_ok=True)
         stale = current is not None and current["run_id"] != ctx.run_id and all(
             k in current["tables"] and v["version"] <= current["tables"][k]["version"] for k, v in tables.items())
         if not stale:
-            _write_atomic(runs / POINTER, manifest)
+            write_json_atomic(runs / POINTER, manifest)
     if stale:
         log.warning("published: run %s's versions are all at or below those of run %s, published already; "
                     "it stays published", ctx.run_id, current["run_id"])
@@ -106,9 +106,3 @@ def read_published(spark, cfg, table: T.Table, store=None):
 
     store = store or choose_store(spark, cfg.store.backend)
     return store.read(spark, table.uri(cfg), version=published_version(cfg, table))
-
-
-def _write_atomic(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
