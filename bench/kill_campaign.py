@@ -30,6 +30,12 @@ For each writing step S, from the state the night's earlier steps left (``before
    ``after``.
 
     .venv/bin/python bench/kill_campaign.py --kills 20 [--steps ingest,build-graph] [--out docs/benchmarks.md]
+    .venv/bin/python bench/kill_campaign.py --world media --kills 20   # ingest_media, embed, link_media
+
+``--world media`` campaigns the media steps instead, on a small world with media on every
+application (400 applications in 2026-01, the world of tests/test_media_pipeline.py; voices
+embedded by the shipped ``models/voice-cnn``, the text model fitted by the load), loaded
+through the media steps up to 01-30; the night under test is 01-31.
 
 Prints a table per step (kills, completed reruns, checks, failures) and exits 1 on any
 failure. Not a test: it runs ~20 processes per step (minutes each step on 2 cores).
@@ -55,11 +61,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-# The nightly steps that write tables (or the features hand-off), in nightly order. The
-# media steps (ingest_media, embed, link_media) need the media world and its trained
-# models; evaluate writes MLflow, not tables.
-WRITING_STEPS = ["ingest", "ingest_transfers", "trace_funds", "build_graph", "shared_neighbours", "detect_gangs",
-                 "assemble_features", "write_feature_store"]
+# The nightly steps that write tables (or the features hand-off), in nightly order, per
+# world. The media steps need the media world (below); evaluate writes MLflow, not tables.
+WORLD_STEPS = {
+    "test": ["ingest", "ingest_transfers", "trace_funds", "build_graph", "shared_neighbours", "detect_gangs",
+             "assemble_features", "write_feature_store"],
+    "media": ["ingest", "ingest_media", "embed", "link_media"],
+}
+WORLD = "test"     # set by main (--world)
 RIGGING = {"_delta_log", "_riskgraph_commit.lock"}
 KEY = "riskgraph-kill-campaign-pseudonym-key-01234"
 
@@ -77,6 +86,16 @@ def write_conf(folder: Path) -> Path:
         "simulation": {"transfers": {"enabled": True, "from_date": "2026-03-01", "background_days": 28,
                                      "patterns_per_kind": 3, "cycles": 20, "decoy_cycles": 10}},
     }
+    if WORLD == "media":   # tests/test_media_pipeline.py's world
+        doc["simulation"] = {"n_applications": 400, "start_date": "2026-01-01", "end_date": "2026-01-31", "gang_share": 0.2,
+                             "media": {"enabled": True, "from_date": "2026-01-01", "photo_size": 96, "call_seconds": 1.5,
+                                       "stealth_gang_share": 0.3}}
+        doc["graph"] = {"sources": ["device", "phone", "ip", "gps", "email", "employer", "referrer", "background", "voice",
+                                    "text", "blacklist"]}
+        doc["embed"] = {"voice": {"folder": str(ROOT / "models" / "voice-cnn")}, "text_fit": {"min_texts": 20, "dim": 16}}
+        doc["similarity"] = {"calibration_min_items": 50, "calibration_sample": 400,
+                             "background": {"false_match_rate": 1.0e-3}, "voice": {"false_match_rate": 1.0e-3},
+                             "text": {"false_match_rate": 1.0e-3}}
     conf = folder / "conf.yaml"
     conf.write_text(yaml.safe_dump(doc))
     return conf
@@ -345,30 +364,37 @@ def campaign(step: str, before_dir: Path, work: Path, night: dt.date, kills: int
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=20, help="kills per step (default 20)")
-    ap.add_argument("--steps", default=",".join(WRITING_STEPS), help="writing steps to kill, in nightly order")
+    ap.add_argument("--world", choices=sorted(WORLD_STEPS), default="test",
+                    help="test: the structured and money steps; media: ingest_media, embed, link_media")
+    ap.add_argument("--steps", default=None, help="writing steps to kill, in nightly order (default: all of the world's)")
     ap.add_argument("--seed", type=int, default=13, help="seed of the kill moments")
     ap.add_argument("--work", default=None, help="work folder (default: a new temp folder, removed at the end)")
     ap.add_argument("--out", default=None, help="append the result table to this Markdown file")
     args = ap.parse_args()
-    steps = [s.strip().replace("-", "_") for s in args.steps.split(",") if s.strip()]
-    bad = [s for s in steps if s not in WRITING_STEPS]
+    global WORLD
+    WORLD = args.world
+    writing = WORLD_STEPS[WORLD]
+    steps = ([s.strip().replace("-", "_") for s in args.steps.split(",") if s.strip()] if args.steps
+             else [s for s in writing if WORLD == "test" or s != "ingest"])
+    bad = [s for s in steps if s not in writing]
     if bad:
-        raise SystemExit(f"not writing steps: {bad}; choose from {WRITING_STEPS}")
+        raise SystemExit(f"not writing steps of the {WORLD} world: {bad}; choose from {writing}")
+    steps = sorted(set(steps), key=writing.index)
     rng = random.Random(args.seed)
     work = Path(args.work or tempfile.mkdtemp(prefix="riskgraph-kills-"))
     work.mkdir(parents=True, exist_ok=True)
 
-    base = work / "base"
+    base = work / ("base" if WORLD == "test" else f"base-{WORLD}")
     base.mkdir(exist_ok=True)
     write_conf(base)
     cfg = load_cfg(base)
     night = cfg.simulation.end_date
     if not (base / ".loaded").exists():  # a --work folder from an earlier campaign keeps its loaded world
-        print(f"[setup] simulating and loading the test world with transfers through {night - dt.timedelta(days=1)} in {base}",
+        print(f"[setup] simulating and loading the {WORLD} world through {night - dt.timedelta(days=1)} in {base}",
               flush=True)
         t0 = time.perf_counter()
         run_to_end(cli(base, "simulate"), work / "simulate.log")
-        run_to_end(cli(base, "run", "--steps", ",".join(WRITING_STEPS), "--run-date", (night - dt.timedelta(days=1)).isoformat(),
+        run_to_end(cli(base, "run", "--steps", ",".join(writing), "--run-date", (night - dt.timedelta(days=1)).isoformat(),
                        "--from-date", cfg.simulation.start_date.isoformat(), "--run-id", "load"), work / "load.log")
         (base / ".loaded").touch()
         print(f"[setup] done in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -377,7 +403,7 @@ def main() -> int:
     state = work / "state"
     copy_world(base, state)
     results = []
-    for step in WRITING_STEPS:
+    for step in writing[: writing.index(steps[-1]) + 1]:   # the steps after the last one asked for need not run
         if step in steps:
             t0 = time.perf_counter()
             print(f"[{step}] {args.kills} kills ...", flush=True)

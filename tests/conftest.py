@@ -23,6 +23,16 @@ os.environ["RISKGRAPH_ENV"] = "test"
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # pandas-on-Spark (used by assertDataFrameEqual) asks for it
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "late: run at the end of the session (it waits for work a fixture started "
+                                       "in the background, e.g. the Airflow night, while the other tests run)")
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``late`` move to the end of the session, in their collected order."""
+    items.sort(key=lambda item: item.get_closest_marker("late") is not None)
+
+
 @pytest.fixture(scope="session")
 def spark_tmp():
     d = tempfile.mkdtemp(prefix="riskgraph-spark-")

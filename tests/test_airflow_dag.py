@@ -264,13 +264,17 @@ print(json.dumps({"runs": runs}))
 """
 
 
-def run_streaming(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, log_file: Path) -> list[str]:
+def run_streaming(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, log_file: Path,
+                  procs: list | None = None) -> list[str]:
     """Run ``cmd``, keeping its output in ``log_file``. Stop at the first failed task:
     ``airflow dags test`` would otherwise sit out the retry delays (5 + 10 minutes) and
     can exit 0 after a failure anyway. Its process group is killed with SIGKILL (it
-    ignores SIGTERM), which also ends any spark-submit it started."""
+    ignores SIGTERM), which also ends any spark-submit it started. The process is appended
+    to ``procs`` (for whoever must be able to stop it)."""
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1, start_new_session=True)
+    if procs is not None:
+        procs.append(proc)
     lines: list[str] = []
     failure: list[str] = []
 
@@ -308,25 +312,82 @@ def run_checked(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, 
         pytest.fail(f"{' '.join(cmd)} exited {p.returncode} (log: {log_file})\n--- last lines ---\n{tail}")
 
 
-def test_nightly_dag_runs_end_to_end(loaded_world, tmp_path):
+class NightInBackground:
+    """`airflow db migrate` and `airflow dags test` for the loaded world's last day, on a copy
+    of it, in a thread: the run is ~13 spark-submits (minutes) during which this process
+    would only wait, so the session starts it early and the suite's other tests run
+    meanwhile (see ``airflow_night``); the end-to-end test, run last, waits for it."""
+
+    def __init__(self, loaded_world, folder: Path):
+        self.cfg, extra_conf = copy_loaded_world(loaded_world, folder / "world")
+        self.end = loaded_world.end
+        self.home, self.logs = folder / "airflow", folder / "logs"
+        self.home.mkdir()
+        self.logs.mkdir()
+        # the loaded world's pseudonym key (conftest's), so tonight's keys join yesterday's
+        self.env = airflow_env(self.home, AIRFLOW_CONN_SPARK_DEFAULT=LOCAL_CONN, RISKGRAPH_ENV="test",
+                               RISKGRAPH_CONF=str(extra_conf), RISKGRAPH_PSEUDONYM_KEY=os.environ["RISKGRAPH_PSEUDONYM_KEY"])
+        self.procs: list[subprocess.Popen] = []
+        self.lines: list[str] | None = None
+        self.error: BaseException | None = None
+        self.timings: dict[str, float] = {}
+        self.thread = threading.Thread(target=self._run, name="airflow-night", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        airflow = str(VENV_BIN / "airflow")
+        try:
+            t0 = time.perf_counter()
+            run_checked([airflow, "db", "migrate"], self.env, self.home, 300, self.logs / "db_migrate.log")
+            t1 = time.perf_counter()
+            self.lines = run_streaming([airflow, "dags", "test", DAG_ID, self.end.isoformat()], self.env, self.home, 1500,
+                                       self.logs / "dags_test.log", self.procs)
+            self.timings = {"db migrate": t1 - t0, "dags test": time.perf_counter() - t1}
+        except BaseException as e:  # noqa: BLE001 - pytest.fail raises a BaseException; the test re-raises it
+            self.error = e
+
+    def result(self, timeout: float = 1800) -> list[str]:
+        """The `airflow dags test` output, once the run ended; its failure, re-raised here."""
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.stop()
+            pytest.fail(f"the Airflow night did not end within {timeout:.0f} s (logs: {self.logs})")
+        if self.error is not None:
+            raise self.error
+        return self.lines
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+E2E = "test_nightly_dag_runs_end_to_end"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def airflow_night(request, tmp_path_factory):
+    """Started at this module's first test when the end-to-end test is selected (None
+    otherwise), and stopped at the end of the session if it is still running."""
+    if not any(item.name == E2E for item in request.session.items):
+        yield None
+        return
+    night = NightInBackground(request.getfixturevalue("loaded_world"), tmp_path_factory.mktemp("airflow-night"))
+    yield night
+    night.stop()
+
+
+@pytest.mark.late  # waits for the night started at the module's first test; meanwhile the suite runs (conftest)
+def test_nightly_dag_runs_end_to_end(airflow_night):
     """On a copy of the session's loaded `test` world (conftest: simulated and loaded up to
-    the day before its last), let `airflow dags test` run the spark-submits for the last day."""
+    the day before its last), `airflow dags test` runs the spark-submits for the last day."""
     from riskgraph import tables as T
 
-    cfg, extra_conf = copy_loaded_world(loaded_world, tmp_path / "world")
-    end = loaded_world.end
-    home, logs = tmp_path / "airflow", tmp_path / "logs"
-    home.mkdir()
-    logs.mkdir()
-    # the loaded world's pseudonym key (conftest's), so tonight's keys join yesterday's
-    env = airflow_env(home, AIRFLOW_CONN_SPARK_DEFAULT=LOCAL_CONN, RISKGRAPH_ENV="test",
-                      RISKGRAPH_CONF=str(extra_conf), RISKGRAPH_PSEUDONYM_KEY=os.environ["RISKGRAPH_PSEUDONYM_KEY"])
-    airflow = str(VENV_BIN / "airflow")
-    t0 = time.perf_counter()
-    run_checked([airflow, "db", "migrate"], env, home, 180, logs / "db_migrate.log")
-    t_migrated = time.perf_counter()
-    lines = run_streaming([airflow, "dags", "test", DAG_ID, end.isoformat()], env, home, 900, logs / "dags_test.log")
-    t_dag = time.perf_counter()
+    lines = airflow_night.result()
+    cfg, end, env = airflow_night.cfg, airflow_night.end, airflow_night.env
 
     # `airflow dags test` can exit 0 after a failure: check the run's recorded state.
     runs = run_py(RUNS_SCRIPT % {"dag_id": DAG_ID}, env)["runs"]
@@ -359,4 +420,4 @@ def test_nightly_dag_runs_end_to_end(loaded_world, tmp_path):
     assert (last_commit.get("riskgraph.run_id"), last_commit.get("riskgraph.partitions")) == \
         (safe_run_id, json.dumps([end.isoformat()])), last_commit
 
-    print(f"\nairflow e2e: db migrate {t_migrated - t0:.0f} s, dags test {t_dag - t_migrated:.0f} s")
+    print("\nairflow e2e: " + ", ".join(f"{k} {v:.0f} s" for k, v in airflow_night.timings.items()))
