@@ -9,8 +9,11 @@ import datetime as dt
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,13 +27,83 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # pandas-on-Spark (used b
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "late: run at the end of the session (it waits for work a fixture started "
-                                       "in the background, e.g. the Airflow night, while the other tests run)")
+    config.addinivalue_line("markers", "late: run at the end of the session (it waits for a background job "
+                                       "while the other tests run)")
 
 
 def pytest_collection_modifyitems(items):
     """Tests marked ``late`` move to the end of the session, in their collected order."""
     items.sort(key=lambda item: item.get_closest_marker("late") is not None)
+
+
+# ------------------------------------------------------------- background jobs
+#
+# A few set-ups are minutes of subprocesses (the Airflow night's spark-submits, the media
+# world's pipeline) during which this process would only wait. A test module that defines
+# ``start_in_background(request, tmp_path_factory)`` gets it called at the session's first
+# test when any of its tests is selected; it returns a job (a ``BackgroundJob``, or anything
+# with ``wait(timeout)`` and ``stop()``), or None when the selected tests need none; they wait with
+# ``background[<module name>].wait()``, meanwhile the rest of the suite runs.
+
+class BackgroundJob:
+    """Commands run one after another in a thread, each in its own process group, output in
+    ``log``; ``wait`` re-raises a failure (with the log's tail) in the test that needs it."""
+
+    def __init__(self, name: str, commands: list[list[str]], log: Path, *, env: dict | None = None,
+                 cwd: Path | None = None):
+        self.name, self.commands, self.log, self.env, self.cwd = name, commands, Path(log), env, cwd
+        self.procs: list = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            with open(self.log, "w") as out:
+                for cmd in self.commands:
+                    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                                            start_new_session=True)
+                    self.procs.append(proc)
+                    if proc.wait() != 0:
+                        raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} ... exited {proc.returncode}")
+        except BaseException as e:  # noqa: BLE001 - pytest.fail raises a BaseException; wait() re-raises it
+            self.error = e
+
+    def wait(self, timeout: float = 1800) -> "BackgroundJob":
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.stop()
+            pytest.fail(f"{self.name} did not end within {timeout:.0f} s (log: {self.log})")
+        if self.error is not None:
+            if isinstance(self.error, RuntimeError):
+                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-80:])
+                pytest.fail(f"{self.name}: {self.error} (log: {self.log})\n--- last lines ---\n{tail}")
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request, tmp_path_factory):
+    """The selected modules' background jobs, by module name (see above)."""
+    jobs, seen = {}, set()
+    for item in request.session.items:
+        mod = getattr(item, "module", None)
+        if mod is None or mod.__name__ in seen:
+            continue
+        seen.add(mod.__name__)
+        start = getattr(mod, "start_in_background", None)
+        job = start(request, tmp_path_factory) if start is not None else None
+        if job is not None:
+            jobs[mod.__name__] = job
+    yield jobs
+    for job in jobs.values():
+        job.stop()
 
 
 @pytest.fixture(scope="session")

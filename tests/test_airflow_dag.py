@@ -316,7 +316,7 @@ class NightInBackground:
     """`airflow db migrate` and `airflow dags test` for the loaded world's last day, on a copy
     of it, in a thread: the run is ~13 spark-submits (minutes) during which this process
     would only wait, so the session starts it early and the suite's other tests run
-    meanwhile (see ``airflow_night``); the end-to-end test, run last, waits for it."""
+    meanwhile (conftest's ``background``); the end-to-end test, run last, waits for it."""
 
     def __init__(self, loaded_world, folder: Path):
         self.cfg, extra_conf = copy_loaded_world(loaded_world, folder / "world")
@@ -346,15 +346,15 @@ class NightInBackground:
         except BaseException as e:  # noqa: BLE001 - pytest.fail raises a BaseException; the test re-raises it
             self.error = e
 
-    def result(self, timeout: float = 1800) -> list[str]:
-        """The `airflow dags test` output, once the run ended; its failure, re-raised here."""
+    def wait(self, timeout: float = 1800) -> "NightInBackground":
+        """Once the run ended (``lines``: the `airflow dags test` output); its failure, re-raised here."""
         self.thread.join(timeout)
         if self.thread.is_alive():
             self.stop()
             pytest.fail(f"the Airflow night did not end within {timeout:.0f} s (logs: {self.logs})")
         if self.error is not None:
             raise self.error
-        return self.lines
+        return self
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -365,29 +365,22 @@ class NightInBackground:
                     pass
 
 
-E2E = "test_nightly_dag_runs_end_to_end"
+def start_in_background(request, tmp_path_factory) -> NightInBackground | None:
+    """The night, started at the session's first test (conftest's ``background``) when the
+    end-to-end test is selected."""
+    if not any(item.name == "test_nightly_dag_runs_end_to_end" for item in request.session.items):
+        return None
+    return NightInBackground(request.getfixturevalue("loaded_world"), tmp_path_factory.mktemp("airflow-night"))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def airflow_night(request, tmp_path_factory):
-    """Started at this module's first test when the end-to-end test is selected (None
-    otherwise), and stopped at the end of the session if it is still running."""
-    if not any(item.name == E2E for item in request.session.items):
-        yield None
-        return
-    night = NightInBackground(request.getfixturevalue("loaded_world"), tmp_path_factory.mktemp("airflow-night"))
-    yield night
-    night.stop()
-
-
-@pytest.mark.late  # waits for the night started at the module's first test; meanwhile the suite runs (conftest)
-def test_nightly_dag_runs_end_to_end(airflow_night):
+@pytest.mark.late  # waits for the night started at the session's start; meanwhile the suite runs (conftest)
+def test_nightly_dag_runs_end_to_end(background):
     """On a copy of the session's loaded `test` world (conftest: simulated and loaded up to
     the day before its last), `airflow dags test` runs the spark-submits for the last day."""
     from riskgraph import tables as T
 
-    lines = airflow_night.result()
-    cfg, end, env = airflow_night.cfg, airflow_night.end, airflow_night.env
+    night = background[__name__].wait()
+    lines, cfg, end, env = night.lines, night.cfg, night.end, night.env
 
     # `airflow dags test` can exit 0 after a failure: check the run's recorded state.
     runs = run_py(RUNS_SCRIPT % {"dag_id": DAG_ID}, env)["runs"]
@@ -420,4 +413,4 @@ def test_nightly_dag_runs_end_to_end(airflow_night):
     assert (last_commit.get("riskgraph.run_id"), last_commit.get("riskgraph.partitions")) == \
         (safe_run_id, json.dumps([end.isoformat()])), last_commit
 
-    print("\nairflow e2e: " + ", ".join(f"{k} {v:.0f} s" for k, v in airflow_night.timings.items()))
+    print("\nairflow e2e: " + ", ".join(f"{k} {v:.0f} s" for k, v in night.timings.items()))

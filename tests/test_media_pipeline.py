@@ -3,8 +3,8 @@ ingest → ingest_media → embed → link_media → build_graph → detect_gang
 → write_feature_store, with media sources in the graph and gangs linking on voices."""
 from __future__ import annotations
 
-import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,16 +13,18 @@ import yaml
 from deltalake import DeltaTable
 
 from riskgraph import tables as T
-from riskgraph.cli import STEPS, run_pipeline
+from riskgraph.cli import STEPS
 from riskgraph.config import PROJECT_ROOT, load_config
 from riskgraph.schemas import feature_specs
-from riskgraph.simulator import simulate_world
 
+from conftest import BackgroundJob
 from pii_scan import outputs, pii_finder, pii_in_file, raw_pii
 
 
-@pytest.fixture(scope="module")
-def media_world(spark, tmp_path_factory):
+def start_in_background(request, tmp_path_factory) -> BackgroundJob:
+    """The world, simulated and run through write_feature_store by the CLI in a subprocess,
+    started at the session's first test (conftest's ``background``): minutes of Spark that
+    the rest of the suite runs beside."""
     root = tmp_path_factory.mktemp("media_world")
     conf = root / "conf.yaml"
     conf.write_text(yaml.safe_dump({
@@ -39,12 +41,20 @@ def media_world(spark, tmp_path_factory):
         # four weeks of history: the gates' baseline window and the PSI minimum fit a tiny world
         "quality": {"psi_min_rows": 1000000},
     }))
-    cfg = load_config("test", conf)
-    sim = simulate_world(cfg.simulation, cfg.paths.root)
     steps = list(STEPS)[: list(STEPS).index("write_feature_store") + 1]
-    rec = run_pipeline(cfg, run_date=cfg.simulation.end_date, from_date=cfg.simulation.start_date, run_id="load",
-                       steps=steps, spark=spark)
-    return {"cfg": cfg, "sim": sim, "rec": rec}
+    cmd = [sys.executable, "-m", "riskgraph.cli", "run", "--simulate", "--env", "test", "--conf", str(conf),
+           "--run-id", "load", "--steps", ",".join(steps)]
+    return BackgroundJob("the media world", [cmd], root / "run.log", cwd=root)
+
+
+@pytest.fixture(scope="module")
+def media_world(background):
+    job = background[__name__].wait()
+    root = job.log.parent
+    cfg = load_config("test", root / "conf.yaml")
+    rec = json.loads((Path(T.runs_dir(cfg)) / "load.json").read_text())
+    assert (rec["run_date"], rec["from_date"]) == (cfg.simulation.end_date.isoformat(), cfg.simulation.start_date.isoformat())
+    return {"cfg": cfg, "rec": rec}
 
 
 def _delta(cfg, table) -> pd.DataFrame:
