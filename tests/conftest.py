@@ -47,7 +47,8 @@ def pytest_collection_modifyitems(items):
 
 class BackgroundJob:
     """Commands run one after another in a thread, each in its own process group, output in
-    ``log``; ``wait`` re-raises a failure (with the log's tail) in the test that needs it."""
+    ``log``; ``wait`` re-raises a failure (with the log's tail) in the test that needs it.
+    A subclass with other work overrides ``_work`` (and keeps its processes in ``procs``)."""
 
     def __init__(self, name: str, commands: list[list[str]], log: Path, *, env: dict | None = None,
                  cwd: Path | None = None):
@@ -59,15 +60,18 @@ class BackgroundJob:
 
     def _run(self) -> None:
         try:
-            with open(self.log, "w") as out:
-                for cmd in self.commands:
-                    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                                            start_new_session=True)
-                    self.procs.append(proc)
-                    if proc.wait() != 0:
-                        raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} ... exited {proc.returncode}")
+            self._work()
         except BaseException as e:  # noqa: BLE001 - pytest.fail raises a BaseException; wait() re-raises it
             self.error = e
+
+    def _work(self) -> None:
+        with open(self.log, "w") as out:
+            for cmd in self.commands:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                                        start_new_session=True)
+                self.procs.append(proc)
+                if proc.wait() != 0:
+                    raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} ... exited {proc.returncode}")
 
     def wait(self, timeout: float = 1800) -> "BackgroundJob":
         self.thread.join(timeout)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_loaded_world
+from conftest import BackgroundJob, copy_loaded_world
 
 REPO = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO / "airflow_dags"
@@ -312,57 +312,33 @@ def run_checked(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, 
         pytest.fail(f"{' '.join(cmd)} exited {p.returncode} (log: {log_file})\n--- last lines ---\n{tail}")
 
 
-class NightInBackground:
+class NightInBackground(BackgroundJob):
     """`airflow db migrate` and `airflow dags test` for the loaded world's last day, on a copy
-    of it, in a thread: the run is ~13 spark-submits (minutes) during which this process
-    would only wait, so the session starts it early and the suite's other tests run
-    meanwhile (conftest's ``background``); the end-to-end test, run last, waits for it."""
+    of it: the run is ~13 spark-submits (minutes) during which this process would only
+    wait, so the session starts it early and the suite's other tests run meanwhile
+    (conftest's ``background``); the end-to-end test, run last, waits for it."""
 
     def __init__(self, loaded_world, folder: Path):
         self.cfg, extra_conf = copy_loaded_world(loaded_world, folder / "world")
         self.end = loaded_world.end
-        self.home, self.logs = folder / "airflow", folder / "logs"
-        self.home.mkdir()
-        self.logs.mkdir()
+        home, logs = folder / "airflow", folder / "logs"
+        home.mkdir()
+        logs.mkdir()
         # the loaded world's pseudonym key (conftest's), so tonight's keys join yesterday's
-        self.env = airflow_env(self.home, AIRFLOW_CONN_SPARK_DEFAULT=LOCAL_CONN, RISKGRAPH_ENV="test",
-                               RISKGRAPH_CONF=str(extra_conf), RISKGRAPH_PSEUDONYM_KEY=os.environ["RISKGRAPH_PSEUDONYM_KEY"])
-        self.procs: list[subprocess.Popen] = []
-        self.lines: list[str] | None = None
-        self.error: BaseException | None = None
+        env = airflow_env(home, AIRFLOW_CONN_SPARK_DEFAULT=LOCAL_CONN, RISKGRAPH_ENV="test",
+                          RISKGRAPH_CONF=str(extra_conf), RISKGRAPH_PSEUDONYM_KEY=os.environ["RISKGRAPH_PSEUDONYM_KEY"])
+        self.lines: list[str] | None = None    # the `airflow dags test` output, once it ended
         self.timings: dict[str, float] = {}
-        self.thread = threading.Thread(target=self._run, name="airflow-night", daemon=True)
-        self.thread.start()
+        super().__init__("the Airflow night", [], logs / "dags_test.log", env=env, cwd=home)
 
-    def _run(self) -> None:
+    def _work(self) -> None:
         airflow = str(VENV_BIN / "airflow")
-        try:
-            t0 = time.perf_counter()
-            run_checked([airflow, "db", "migrate"], self.env, self.home, 300, self.logs / "db_migrate.log")
-            t1 = time.perf_counter()
-            self.lines = run_streaming([airflow, "dags", "test", DAG_ID, self.end.isoformat()], self.env, self.home, 1500,
-                                       self.logs / "dags_test.log", self.procs)
-            self.timings = {"db migrate": t1 - t0, "dags test": time.perf_counter() - t1}
-        except BaseException as e:  # noqa: BLE001 - pytest.fail raises a BaseException; the test re-raises it
-            self.error = e
-
-    def wait(self, timeout: float = 1800) -> "NightInBackground":
-        """Once the run ended (``lines``: the `airflow dags test` output); its failure, re-raised here."""
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            self.stop()
-            pytest.fail(f"the Airflow night did not end within {timeout:.0f} s (logs: {self.logs})")
-        if self.error is not None:
-            raise self.error
-        return self
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        t0 = time.perf_counter()
+        run_checked([airflow, "db", "migrate"], self.env, self.cwd, 300, self.log.parent / "db_migrate.log")
+        t1 = time.perf_counter()
+        self.lines = run_streaming([airflow, "dags", "test", DAG_ID, self.end.isoformat()], self.env, self.cwd, 1500,
+                                   self.log, self.procs)
+        self.timings = {"db migrate": t1 - t0, "dags test": time.perf_counter() - t1}
 
 
 def start_in_background(request, tmp_path_factory) -> NightInBackground | None:
