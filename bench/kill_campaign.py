@@ -33,7 +33,7 @@ For each writing step S, from the state the night's earlier steps left (``before
     .venv/bin/python bench/kill_campaign.py --world media --kills 20   # ingest_media, embed, link_media
 
 ``--world media`` campaigns the media steps instead, on a small world with media on every
-application (400 applications in 2026-01, the world of tests/test_media_pipeline.py; voices
+application (conf/media_tiny.yaml: 400 applications in 2026-01, as tests/test_media_pipeline.py; voices
 embedded by the shipped ``models/voice-cnn``, the text model fitted by the load), loaded
 through the media steps up to 01-30; the night under test is 01-31.
 
@@ -86,16 +86,9 @@ def write_conf(folder: Path) -> Path:
         "simulation": {"transfers": {"enabled": True, "from_date": "2026-03-01", "background_days": 28,
                                      "patterns_per_kind": 3, "cycles": 20, "decoy_cycles": 10}},
     }
-    if WORLD == "media":   # tests/test_media_pipeline.py's world
-        doc["simulation"] = {"n_applications": 400, "start_date": "2026-01-01", "end_date": "2026-01-31", "gang_share": 0.2,
-                             "media": {"enabled": True, "from_date": "2026-01-01", "photo_size": 96, "call_seconds": 1.5,
-                                       "stealth_gang_share": 0.3}}
-        doc["graph"] = {"sources": ["device", "phone", "ip", "gps", "email", "employer", "referrer", "background", "voice",
-                                    "text", "blacklist"]}
-        doc["embed"] = {"voice": {"folder": str(ROOT / "models" / "voice-cnn")}, "text_fit": {"min_texts": 20, "dim": 16}}
-        doc["similarity"] = {"calibration_min_items": 50, "calibration_sample": 400,
-                             "background": {"false_match_rate": 1.0e-3}, "voice": {"false_match_rate": 1.0e-3},
-                             "text": {"false_match_rate": 1.0e-3}}
+    if WORLD == "media":   # conf/media_tiny.yaml, the world of tests/test_media_pipeline.py
+        doc = {**yaml.safe_load((ROOT / "conf" / "media_tiny.yaml").read_text()),
+               "paths": doc["paths"], "mlflow": doc["mlflow"]}
     conf = folder / "conf.yaml"
     conf.write_text(yaml.safe_dump(doc))
     return conf

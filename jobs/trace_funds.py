@@ -105,8 +105,8 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
              .withColumn("counterparties_in_other_diversions", F.coalesce("counterparties_in_other_diversions", F.lit(0)))
              .withColumn("diverted", F.col("share_flagged") >= F.lit(m.diversion_share)))
     for s in ("real_estate", "securities"):
-        if f"share_{s}" not in loans.columns:  # the table's columns are fixed; a sector not flagged shares 0
-            loans = loans.withColumn(f"share_{s}", F.lit(0.0))
+        if f"share_{s}" not in loans.columns:  # the table's columns are fixed; tracing stops only at flagged
+            loans = loans.withColumn(f"share_{s}", F.lit(None).cast("double"))  # sectors: not traced, not 0
     loans = with_run_date(loans, ctx, S.LOAN_MONEY).persist(StorageLevel.MEMORY_AND_DISK)
     keep.append(loans)
     top = with_run_date(FF.top_paths(paths, m.top_paths), ctx, S.MONEY_PATHS).persist(StorageLevel.MEMORY_AND_DISK)

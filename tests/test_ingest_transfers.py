@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from riskgraph import tables as T
@@ -211,14 +212,17 @@ def test_rerunning_the_window_is_idempotent(spark, world):
 
 def test_trace_funds_runs_on_the_world_and_its_audit_is_clean(spark, world):
     """As on a lender's data: the world's truth is moved aside for the run, so the step does not
-    score itself against it (tests/test_fund_flow.py does that)."""
+    score itself against it (tests/test_fund_flow.py does that). Only real estate is flagged
+    here: securities is not traced, so its share is null (unknown), not 0."""
     from riskgraph.jobs import trace_funds
 
-    truth = Path(T.truth_dir(world["cfg"]))
+    cfg = world["cfg"]
+    cfg = cfg.model_copy(update={"money": cfg.money.model_copy(update={"flagged_sectors": ("real_estate",)})})
+    truth = Path(T.truth_dir(cfg))
     aside = truth.with_name("truth-aside")
     truth.rename(aside)
     try:
-        out = trace_funds.run(spark, JobContext(cfg=world["cfg"], run_date=TO, from_date=FROM, run_id="ingest-1"))
+        out = trace_funds.run(spark, JobContext(cfg=cfg, run_date=TO, from_date=FROM, run_id="ingest-1"))
     finally:
         aside.rename(truth)
     assert "diversion_quality" not in out
@@ -226,6 +230,10 @@ def test_trace_funds_runs_on_the_world_and_its_audit_is_clean(spark, world):
     assert 0 < out["loans_traced"] <= len(disbursed)
     assert out["audit"]["violations"] == 0 and out["audit"]["path_hops_checked"] > 0
     assert out["transfers_followed"] > 0
+    loans = DeltaTable(T.LOAN_MONEY.uri(cfg)).to_pandas()
+    assert len(loans) == out["loans_traced"]
+    assert loans.share_securities.isna().all() and loans.share_real_estate.notna().all()
+    assert loans.share_flagged.tolist() == pytest.approx(loans.share_real_estate.tolist())
 
 
 # ---------------------------------------------------------------- a hand-made landing file

@@ -27,20 +27,10 @@ def start_in_background(request, tmp_path_factory) -> BackgroundJob:
     the rest of the suite runs beside."""
     root = tmp_path_factory.mktemp("media_world")
     conf = root / "conf.yaml"
-    conf.write_text(yaml.safe_dump({
-        "paths": {"root": str(root / "data"), "checkpoint_dir": str(root / "ckpt")},
-        "mlflow": {"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlflow-art")},
-        "simulation": {"n_applications": 400, "start_date": "2026-01-01", "end_date": "2026-01-31", "gang_share": 0.2,
-                       "media": {"enabled": True, "from_date": "2026-01-01", "photo_size": 96, "call_seconds": 1.5,
-                                 "stealth_gang_share": 0.3}},
-        "graph": {"sources": ["device", "phone", "ip", "gps", "email", "employer", "referrer", "background", "voice", "text", "blacklist"],
-                  "link_types": ["device", "phone", "ip", "email", "referrer", "voice"]},
-        "embed": {"voice": {"folder": str(PROJECT_ROOT / "models" / "voice-cnn")}, "text_fit": {"min_texts": 20, "dim": 16}},
-        "similarity": {"calibration_min_items": 50, "calibration_sample": 400,
-                       "background": {"false_match_rate": 1.0e-3}, "voice": {"false_match_rate": 1.0e-3}, "text": {"false_match_rate": 1.0e-3}},
-        # four weeks of history: the gates' baseline window and the PSI minimum fit a tiny world
-        "quality": {"psi_min_rows": 1000000},
-    }))
+    doc = yaml.safe_load((PROJECT_ROOT / "conf" / "media_tiny.yaml").read_text())
+    doc["paths"] = {"root": str(root / "data"), "checkpoint_dir": str(root / "ckpt")}
+    doc["mlflow"] = {"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlflow-art")}
+    conf.write_text(yaml.safe_dump(doc))
     steps = list(STEPS)[: list(STEPS).index("write_feature_store") + 1]
     cmd = [sys.executable, "-m", "riskgraph.cli", "run", "--simulate", "--env", "test", "--conf", str(conf),
            "--run-id", "load", "--steps", ",".join(steps)]
