@@ -600,7 +600,8 @@ def compare_models(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame,
 # --------------------------------------------------------------------------- ablation
 # Feature-store groups in ablation order: each step adds one group to the step before it,
 # so "structured" says what attribute sharing / components / GPS bursts add to ordinary
-# credit features, and "multimodal" what media similarity adds on top of those.
+# credit features, "shared_neighbours" what shared neighbours and attribute reuse (sn_*,
+# reuse_*) add to those, and "multimodal" what media similarity adds on top.
 FEATURE_GROUPS = ("structured", "shared_neighbours", "multimodal")
 NOT_IN_CATALOG = "not in the feature catalog"
 

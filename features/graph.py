@@ -1,7 +1,7 @@
 """The application–attribute graph in GraphFrames' layout, and its super-node guard.
 
 Vertices: ``id`` ('app:<application_id>' or '<type>:<value>'), ``type``, ``degree``,
-``first_seen_ts``. Edges: ``src`` (application), ``dst`` (attribute value),
+``applicants``, ``first_seen_ts``, ``last_seen_ts``. Edges: ``src`` (application), ``dst`` (attribute value),
 ``relationship``, ``ts`` (the application time: when the link appeared).
 """
 from __future__ import annotations
@@ -64,19 +64,25 @@ def build_edges(links: DataFrame) -> DataFrame:
 
 
 def build_vertices(apps: DataFrame, edges: DataFrame) -> DataFrame:
-    """Application vertices (degree = its attribute links) and attribute vertices
-    (degree = applications linked). Needs apps(application_id, application_ts) and edges."""
+    """Application vertices (degree = its attribute links) and attribute vertices (degree =
+    applications linked, ``applicants`` = distinct applicants among them: attribute reuse an
+    analyst queries, e.g. phones used by five or more people). Needs apps(application_id,
+    applicant_id, application_ts) and edges."""
     require_columns(edges, ["src", "dst", "ts"], "build_vertices(edges)")
-    require_columns(apps, ["application_id", "application_ts"], "build_vertices(apps)")
+    require_columns(apps, ["application_id", "applicant_id", "application_ts"], "build_vertices(apps)")
     link_counts = edges.groupBy("src").agg(F.count(F.lit(1)).alias("degree"))
     app_v = (
         apps.select(app_vertex(F.col("application_id")).alias("id"), F.col("application_ts").alias("first_seen_ts"))
         .join(link_counts.withColumnRenamed("src", "id"), "id", "left")
-        .select("id", F.lit("application").alias("type"), F.coalesce("degree", F.lit(0)).cast("long").alias("degree"), "first_seen_ts")
+        .select("id", F.lit("application").alias("type"), F.coalesce("degree", F.lit(0)).cast("long").alias("degree"),
+                F.lit(1).cast("long").alias("applicants"), "first_seen_ts", F.col("first_seen_ts").alias("last_seen_ts"))
     )
-    attr_v = edges.groupBy("dst").agg(F.count(F.lit(1)).alias("degree"), F.min("ts").alias("first_seen_ts")).select(
-        F.col("dst").alias("id"), vertex_type(F.col("dst")).alias("type"), F.col("degree").cast("long"), "first_seen_ts"
-    )
+    who = apps.select(app_vertex(F.col("application_id")).alias("src"), "applicant_id")
+    attr_v = (edges.join(who, "src", "left").groupBy("dst")
+              .agg(F.count(F.lit(1)).alias("degree"), F.countDistinct("applicant_id").alias("applicants"),
+                   F.min("ts").alias("first_seen_ts"), F.max("ts").alias("last_seen_ts"))
+              .select(F.col("dst").alias("id"), vertex_type(F.col("dst")).alias("type"), F.col("degree").cast("long"),
+                      F.col("applicants").cast("long"), "first_seen_ts", "last_seen_ts"))
     return app_v.unionByName(attr_v)
 
 

@@ -19,7 +19,7 @@ from pyspark.sql.types import DoubleType, LongType, StringType, StructField, Str
 from riskgraph.features.components import connected_components
 from riskgraph.features.graph import application_of, cap_column, star_edges, vertex_type
 from riskgraph.features.validation import require_columns
-from riskgraph.schemas import BAD_OUTCOMES
+from riskgraph.schemas import BAD_OUTCOMES, reuse_column
 
 log = logging.getLogger("riskgraph.features.network")
 
@@ -48,10 +48,13 @@ def bad_known_events(outcomes: DataFrame) -> DataFrame:
     return outcomes.filter(F.col("outcome").isin(*BAD_OUTCOMES)).groupBy("application_id").agg(F.min("known_ts").alias("known_ts"))
 
 
-def add_prior_sharing_counts(links: DataFrame, bad_events: DataFrame, *, windows_days: tuple[int, ...]) -> DataFrame:
+def add_prior_sharing_counts(links: DataFrame, bad_events: DataFrame, *, windows_days: tuple[int, ...],
+                             applicants: DataFrame | None = None) -> DataFrame:
     """Per link: ``prior_all`` (earlier applications with the same value), ``prior_<w>d``
     (the same within w days) and ``prior_bad`` (earlier applications with the same value
-    whose bad outcome was known before this application's time).
+    whose bad outcome was known before this application's time). With ``applicants``
+    (application_id, applicant_id) also ``prior_applicants``: distinct *other* applicants who
+    had used the value before this application's time (attribute reuse: one phone, many people).
 
     Needs links(application_id, ts, type, value), bad_events(application_id, known_ts).
     """
@@ -61,6 +64,17 @@ def add_prior_sharing_counts(links: DataFrame, bad_events: DataFrame, *, windows
         links.join(bad_events, "application_id")
         .select("application_id", "type", "value", "ts", _us(F.col("known_ts")).alias("t"), F.lit(1).alias("is_bad_event"))
     )
+    if applicants is not None:
+        # Distinct applicants by time without collect_set over a window (quadratic on a busy
+        # value): each applicant counts once, at its first use of the value (ties: by
+        # application id); subtract the applicant itself when its first use came earlier.
+        require_columns(applicants, ["application_id", "applicant_id"], "add_prior_sharing_counts(applicants)")
+        by_user = Window.partitionBy("value", "applicant_id")
+        ev_app = (ev_app.join(applicants.select("application_id", "applicant_id"), "application_id", "left")
+                  .withColumn("_first_use", (F.row_number().over(by_user.orderBy("t", "application_id")) == 1).cast("int"))
+                  .withColumn("_own_first_t", F.min("t").over(by_user))
+                  .drop("applicant_id"))
+        ev_bad = ev_bad.withColumn("_first_use", F.lit(0)).withColumn("_own_first_t", F.lit(None).cast("long"))
     ev = ev_app.unionByName(ev_bad)
     # rangeBetween(..., -1) on microseconds: strictly earlier events only.
     by_value = Window.partitionBy("value").orderBy("t")
@@ -71,18 +85,28 @@ def add_prior_sharing_counts(links: DataFrame, bad_events: DataFrame, *, windows
     }
     for w in windows_days:
         cols[f"prior_{w}d"] = F.sum(1 - F.col("is_bad_event")).over(by_value.rangeBetween(-w * DAY_US, -1))
+    if applicants is not None:
+        cols["prior_applicants"] = F.sum("_first_use").over(before) - (F.col("_own_first_t") < F.col("t")).cast("long")
     out = ev.withColumns({k: F.coalesce(v, F.lit(0)).cast("long") for k, v in cols.items()})
-    return out.filter(F.col("is_bad_event") == 0).drop("is_bad_event", "t")
+    return out.filter(F.col("is_bad_event") == 0).drop("is_bad_event", "t", "_first_use", "_own_first_t")
 
 
-def pivot_sharing_counts(counts: DataFrame, *, attribute_types: tuple[str, ...], windows_days: tuple[int, ...]) -> DataFrame:
-    """Long per-link counts → one row per application with the catalog's column names."""
+def pivot_sharing_counts(counts: DataFrame, *, attribute_types: tuple[str, ...], windows_days: tuple[int, ...],
+                         reuse_types: tuple[str, ...] = (), reuse_min_applicants: int = 5) -> DataFrame:
+    """Long per-link counts → one row per application with the catalog's column names. With
+    ``reuse_types`` (counts from ``add_prior_sharing_counts(..., applicants=...)``) also
+    ``reuse_applicants_same_<t>`` and :func:`reuse_column`."""
     aggs = [F.max(F.when(F.col("type") == APPLICANT, F.col("prior_all"))).alias("prior_apps_same_applicant")]
     for t in attribute_types:
         is_t = F.col("type") == t
         aggs.append(F.max(F.when(is_t, F.col("prior_all"))).alias(f"prior_apps_same_{t}"))
         aggs += [F.max(F.when(is_t, F.col(f"prior_{w}d"))).alias(f"prior_apps_same_{t}_{w}d") for w in windows_days]
         aggs.append(F.max(F.when(is_t, F.col("prior_bad"))).alias(f"prior_bad_same_{t}"))
+    if reuse_types:
+        require_columns(counts, ["prior_applicants"], "pivot_sharing_counts(reuse_types)")
+        aggs += [F.max(F.when(F.col("type") == t, F.col("prior_applicants"))).alias(f"reuse_applicants_same_{t}") for t in reuse_types]
+        busy = F.col("type").isin(*reuse_types) & (F.col("prior_applicants") >= int(reuse_min_applicants))
+        aggs.append(F.sum(busy.cast("long")).alias(reuse_column(reuse_min_applicants)))
     return counts.groupBy("application_id").agg(*aggs)
 
 
@@ -270,7 +294,7 @@ def assemble_features(apps: DataFrame, sharing: DataFrame, pit: DataFrame, *extr
     for extra in extras:
         df = df.join(extra, "application_id", "left")
     sizes = [c for c in columns if c.startswith("pit_") and c.endswith("_size")]  # an application is its own component: 1
-    fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_", "sim_", "blacklist_", "sn_"))
+    fills = {c: 0 for c in columns if c.startswith(("prior_", "pit_", "sim_", "blacklist_", "sn_", "reuse_"))
              and c not in sizes and c not in ("prior_apps_same_applicant",)}
     fills.update({c: 1 for c in sizes})
     df = df.fillna(fills)

@@ -75,9 +75,12 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     bad = bad_known_events(bronze_as_of(spark, store, ctx, T.BRONZE_OUTCOMES))
 
     # Counts need every earlier application (history), but only rows of this run's
-    # dates are emitted.
-    counts = add_prior_sharing_counts(application_links(edges, apps), bad, windows_days=windows).persist(StorageLevel.MEMORY_AND_DISK)
-    sharing = pivot_sharing_counts(counts, attribute_types=types, windows_days=windows)
+    # dates are emitted. Reuse (distinct applicants per value) comes with the shared-neighbour family.
+    reuse = S.shared_neighbour_types(cfg)
+    counts = add_prior_sharing_counts(application_links(edges, apps), bad, windows_days=windows,
+                                      applicants=apps if reuse else None).persist(StorageLevel.MEMORY_AND_DISK)
+    sharing = pivot_sharing_counts(counts, attribute_types=types, windows_days=windows, reuse_types=reuse,
+                                   reuse_min_applicants=cfg.features.reuse_min_applicants)
     g = cfg.graph
     sweep = dict(bad_events=bad, max_degree=dict(g.max_degree), burst_hours=cfg.features.burst_hours,
                  buckets=cfg.features.sweep_buckets, events_per_bucket=cfg.features.sweep_events_per_bucket,

@@ -120,6 +120,16 @@ fig.savefig(out, dpi=110, bbox_inches="tight")
 print("subgraph picture:", out)
 
 # %% [markdown]
+# ## How reused are the values linking it (graph/vertices: applications, distinct applicants)
+
+# %%
+vertices = read_published(spark, cfg, T.VERTICES, store).filter(F.col("run_date") == RUN_DATE)
+reuse = (vertices.join(spark.createDataFrame(shared[["dst"]].drop_duplicates().rename(columns={"dst": "id"}), "id string"), "id")
+         .select("id", "type", F.col("degree").alias("applications"), "applicants", "first_seen_ts", "last_seen_ts")
+         .orderBy(F.desc("applicants"), "id").toPandas())  # the gang's linking values: bounded
+print(reuse.to_string(index=False))
+
+# %% [markdown]
 # ## Its nearest photos, calls and texts (media links)
 #
 # The application's earlier look-alikes from `graph/media_links` (issue 11): the rooms behind

@@ -312,7 +312,9 @@ VERTICES = [
     Column("id", StringType(), "vertex id '<type>:<value>', e.g. 'app:A000001', 'device:d-93ab'", False),
     Column("type", StringType(), "application or a link source type (riskgraph/link_sources.py: device, phone, ip, gps, email, employer, referrer, background, voice, text, blacklist)", False),
     Column("degree", LongType(), "applications linked to this vertex (1 for an application vertex)", False),
+    Column("applicants", LongType(), "distinct applicants among those applications (attribute reuse: e.g. type = 'phone' and applicants >= 5; 1 for an application vertex)", False),
     Column("first_seen_ts", TimestampType(), "earliest application time touching this vertex", False),
+    Column("last_seen_ts", TimestampType(), "latest application time touching this vertex by the run date", False),
     Column(RUN_DATE, StringType(), "run date of the graph snapshot (partition)", False),
 ]
 EDGES = [
@@ -400,8 +402,14 @@ def gps_burst_column(radius_m: float, hours: float) -> str:
     return f"prior_apps_within_{int(radius_m)}m_{int(hours)}h"
 
 
+def reuse_column(min_applicants: int) -> str:
+    """The feature counting an application's values already used by many other applicants."""
+    return f"reuse_values_{int(min_applicants)}plus_applicants"
+
+
 def _feature_specs(sharing_types: tuple[str, ...], windows_days: tuple[int, ...], burst_hours: int,
-                   gps_burst: tuple[float, float], link_types: tuple[str, ...], shared_neighbours: bool = False) -> list[FeatureSpec]:
+                   gps_burst: tuple[float, float], link_types: tuple[str, ...], shared_neighbours: tuple[str, ...] = (),
+                   reuse_min_applicants: int = 5) -> list[FeatureSpec]:
     specs = [
         FeatureSpec("application_id", StringType(), "entity key: the application", as_of="key"),
         FeatureSpec("applicant_id", StringType(), "the applicant (join key for applicant-level data)", as_of="key"),
@@ -424,6 +432,10 @@ def _feature_specs(sharing_types: tuple[str, ...], windows_days: tuple[int, ...]
             FeatureSpec("sn_bad_partners", LongType(), "partners whose bad outcome was known before the application time", source_job=src, min_value=0, group="shared_neighbours"),
             FeatureSpec("sn_bad_partners_2plus", LongType(), "partners sharing two or more values whose bad outcome was known before the application time", source_job=src, min_value=0, group="shared_neighbours"),
         ]
+        src = "assemble_features (features/network.py)"
+        specs += [FeatureSpec(f"reuse_applicants_same_{t}", LongType(), f"distinct other applicants who had used this application's {t} value before its time (attribute reuse; 0 if the value is missing)", source_job=src, min_value=0, group="shared_neighbours")
+                  for t in shared_neighbours]
+        specs.append(FeatureSpec(reuse_column(reuse_min_applicants), LongType(), f"of this application's {', '.join(shared_neighbours)} values, those already used by {int(reuse_min_applicants)} or more other applicants before its time (features.reuse_min_applicants)", source_job=src, min_value=0, group="shared_neighbours"))
     specs.append(FeatureSpec(gps_burst_column(r, h), LongType(),
                              f"earlier applications whose GPS point lies within {int(r)} m of this one's and that came in the {int(h)} hours before it (GPS burst; 0 without GPS)",
                              source_job="assemble_features (features/gps_bursts.py)", min_value=0))
@@ -470,7 +482,7 @@ def feature_specs(cfg) -> list[FeatureSpec]:
     """The feature table's catalog for a config (link sources, windows, burst hours)."""
     base = _feature_specs(LS.with_feature(cfg.graph.sources, "sharing"), tuple(cfg.features.windows_days), cfg.features.burst_hours,
                           (cfg.features.gps_burst_radius_m, cfg.features.gps_burst_hours), structured_link_types(cfg),
-                          shared_neighbours=bool(shared_neighbour_types(cfg)))
+                          shared_neighbours=shared_neighbour_types(cfg), reuse_min_applicants=cfg.features.reuse_min_applicants)
     media = media_feature_specs(LS.with_feature(cfg.graph.sources, "similarity"), bool(LS.with_feature(cfg.graph.sources, "blacklist")))
     if set(cfg.graph.link_types) - set(structured_link_types(cfg)):  # gangs link on media too: the same components, media-aware
         src = "assemble_features (features/network.py)"

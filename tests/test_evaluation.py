@@ -462,7 +462,7 @@ def test_ablation_steps_without_multimodal_columns_are_baseline_and_structured()
     steps, skipped = E.ablation_steps(E.BASELINE_FEATURES, on)
     assert [name for name, _ in steps] == ["baseline", "structured", "shared_neighbours"]
     assert steps[2][1][len(steps[1][1]):] == [s.name for s in on if s.group == "shared_neighbours"]
-    assert steps[2][1][len(steps[1][1]):] and all(c.startswith("sn_") for c in steps[2][1][len(steps[1][1]):])
+    assert steps[2][1][len(steps[1][1]):] and all(c.startswith(("sn_", "reuse_")) for c in steps[2][1][len(steps[1][1]):])
 
 
 def test_ablation_steps_add_each_group_on_top_of_the_previous_one():

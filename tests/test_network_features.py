@@ -138,3 +138,64 @@ def test_point_in_time_super_node_stops_linking(spark, cfg_factory):
     # a0 alone; a1 joins a0 (prior degree 1 < 2); a2..a4 see prior degree >= 2: not linked
     assertDataFrameEqual(got, spark.createDataFrame([("a0", 1), ("a1", 2)], "application_id string, pit_component_size long"))
     assert cfg.graph.max_degree["device"] == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reuse_counts_equal_a_brute_force_count_at_each_application_time(spark, seed):
+    """reuse_applicants_same_<t>: distinct *other* applicants who used the application's value
+    strictly before its time, whatever their repeat applications and ties in time; the
+    reuse_values column counts the application's values at or over the threshold. Checked
+    against a plain loop over every application on a random world with repeat applicants,
+    shared values and coarse (tied) times."""
+    rnd = random.Random(seed)
+    n_apps, types = rnd.randint(20, 60), ("device", "phone")
+    apps, edges = [], []
+    for i in range(n_apps):
+        ts = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=rnd.randint(0, 40) * 6)
+        apps.append((f"a{i:02d}", f"p{rnd.randint(0, n_apps // 3)}", ts))
+        for t in types:
+            if rnd.random() < 0.85:
+                edges.append((f"app:a{i:02d}", f"{t}:{t[0]}{rnd.randint(0, 5)}", ts))
+    apps_df = spark.createDataFrame(apps, "application_id string, applicant_id string, application_ts timestamp")
+    edges_df = spark.createDataFrame(edges, "src string, dst string, ts timestamp")
+    bad = spark.createDataFrame([], "application_id string, known_ts timestamp")
+    counts = add_prior_sharing_counts(application_links(edges_df, apps_df), bad, windows_days=(7,), applicants=apps_df)
+    got = (pivot_sharing_counts(counts, attribute_types=types, windows_days=(7,), reuse_types=types, reuse_min_applicants=2)
+           .select("application_id", "reuse_applicants_same_device", "reuse_applicants_same_phone", "reuse_values_2plus_applicants")
+           .toPandas().set_index("application_id").sort_index())
+
+    who = {a: (p, ts) for a, p, ts in apps}
+    uses = pd.DataFrame([(s[4:], d.split(":")[0], d, who[s[4:]][0], ts) for s, d, ts in edges],
+                        columns=["application_id", "type", "value", "applicant_id", "ts"])
+    exp = {}
+    for a, (p, ts) in who.items():
+        row = {}
+        for t in types:
+            mine = uses[(uses.application_id == a) & (uses.type == t)]
+            if mine.empty:
+                row[t] = None
+                continue
+            earlier = uses[(uses.value == mine.value.iloc[0]) & (uses.ts < ts) & (uses.applicant_id != p)]
+            row[t] = earlier.applicant_id.nunique()
+        exp[a] = (row["device"], row["phone"], sum(1 for v in row.values() if v is not None and v >= 2))
+    expected = pd.DataFrame.from_dict(exp, orient="index", columns=got.columns).sort_index()
+    expected.index.name = "application_id"
+    pd.testing.assert_frame_equal(got.astype(float), expected.astype(float))
+    assert (got.reuse_values_2plus_applicants > 0).any() and (got.reuse_applicants_same_device > 1).any()  # the world reuses
+
+
+def test_vertices_count_distinct_applicants_and_the_last_use(spark):
+    """graph/vertices is the reuse table an analyst queries: one applicant applying three
+    times from a device is one applicant, not three."""
+    from riskgraph.features.graph import build_edges, build_vertices, column_links
+
+    apps = spark.createDataFrame(
+        [("a1", "p1", _ts(1), "D"), ("a2", "p1", _ts(2), "D"), ("a3", "p1", _ts(3), "D"), ("a4", "p2", _ts(4), "D"),
+         ("a5", "p3", _ts(5), "E")],
+        "application_id string, applicant_id string, application_ts timestamp, device_id string")
+    v = build_vertices(apps, build_edges(column_links(apps, types=("device",)))).toPandas().set_index("id")
+    assert v.loc["device:D", ["degree", "applicants"]].tolist() == [4, 2]
+    utc = lambda x: pd.Timestamp(x).tz_convert(None)  # noqa: E731  toPandas gives naive times in the session's zone (UTC)
+    assert v.loc["device:D", "first_seen_ts"] == utc(_ts(1)) and v.loc["device:D", "last_seen_ts"] == utc(_ts(4))
+    assert v.loc["device:E", ["degree", "applicants"]].tolist() == [1, 1]
+    assert (v[v.type == "application"].applicants == 1).all()
