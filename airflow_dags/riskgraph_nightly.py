@@ -85,7 +85,7 @@ by similarity, devices and phones exactly, each only after the entry was added) 
     "build_graph": """\
 **build_graph**: the links of every source in `graph.sources` (bronze columns, media links)
 → the application graph snapshot for the run date
-(vertices `id`/`type`/`degree`/`first_seen_ts`, edges `src`/`dst`/`relationship`/`ts`,
+(vertices `id`/`type`/`degree`/`applicants`/`first_seen_ts`/`last_seen_ts`, edges `src`/`dst`/`relationship`/`ts`,
 GraphFrames layout).""",
     "shared_neighbours": """\
 **shared_neighbours**: for every application of the run date, its earlier partners: other

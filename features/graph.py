@@ -77,10 +77,14 @@ def build_vertices(apps: DataFrame, edges: DataFrame) -> DataFrame:
         .select("id", F.lit("application").alias("type"), F.coalesce("degree", F.lit(0)).cast("long").alias("degree"),
                 F.lit(1).cast("long").alias("applicants"), "first_seen_ts", F.col("first_seen_ts").alias("last_seen_ts"))
     )
+    # an application without a known applicant counts as its own applicant
     who = apps.select(app_vertex(F.col("application_id")).alias("src"), "applicant_id")
-    attr_v = (edges.join(who, "src", "left").groupBy("dst")
-              .agg(F.count(F.lit(1)).alias("degree"), F.countDistinct("applicant_id").alias("applicants"),
-                   F.min("ts").alias("first_seen_ts"), F.max("ts").alias("last_seen_ts"))
+    per_user = (edges.join(who, "src", "left").withColumn("applicant_id", F.coalesce("applicant_id", "src"))
+                .groupBy("dst", "applicant_id")  # two plain aggregations instead of countDistinct's row expansion
+                .agg(F.count(F.lit(1)).alias("n"), F.min("ts").alias("first_ts"), F.max("ts").alias("last_ts")))
+    attr_v = (per_user.groupBy("dst")
+              .agg(F.sum("n").alias("degree"), F.count(F.lit(1)).alias("applicants"),
+                   F.min("first_ts").alias("first_seen_ts"), F.max("last_ts").alias("last_seen_ts"))
               .select(F.col("dst").alias("id"), vertex_type(F.col("dst")).alias("type"), F.col("degree").cast("long"),
                       F.col("applicants").cast("long"), "first_seen_ts", "last_seen_ts"))
     return app_v.unionByName(attr_v)

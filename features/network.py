@@ -65,17 +65,22 @@ def add_prior_sharing_counts(links: DataFrame, bad_events: DataFrame, *, windows
         .select("application_id", "type", "value", "ts", _us(F.col("known_ts")).alias("t"), F.lit(1).alias("is_bad_event"))
     )
     if applicants is not None:
+        require_columns(applicants, ["application_id", "applicant_id"], "add_prior_sharing_counts(applicants)")
+        who = applicants.select("application_id", F.col("applicant_id").alias("_who"))
+        # an application without a known applicant is its own applicant (never lumped with others)
+        ev_app = ev_app.join(who, "application_id", "left").withColumn("_who", F.coalesce("_who", "application_id"))
+        ev_bad = ev_bad.withColumn("_who", F.lit(None).cast("string"))
+    ev = ev_app.unionByName(ev_bad)
+    if applicants is not None:
         # Distinct applicants by time without collect_set over a window (quadratic on a busy
         # value): each applicant counts once, at its first use of the value (ties: by
-        # application id); subtract the applicant itself when its first use came earlier.
-        require_columns(applicants, ["application_id", "applicant_id"], "add_prior_sharing_counts(applicants)")
-        by_user = Window.partitionBy("value", "applicant_id")
-        ev_app = (ev_app.join(applicants.select("application_id", "applicant_id"), "application_id", "left")
-                  .withColumn("_first_use", (F.row_number().over(by_user.orderBy("t", "application_id")) == 1).cast("int"))
-                  .withColumn("_own_first_t", F.min("t").over(by_user))
-                  .drop("applicant_id"))
-        ev_bad = ev_bad.withColumn("_first_use", F.lit(0)).withColumn("_own_first_t", F.lit(None).cast("long"))
-    ev = ev_app.unionByName(ev_bad)
+        # application id); the applicant itself is subtracted when its first use came earlier.
+        # One shuffle by value serves this window and the per-value windows below.
+        ev = ev.repartition("value")
+        by_user = Window.partitionBy("value", "_who")
+        is_app = F.col("is_bad_event") == 0
+        ev = (ev.withColumn("_first_use", ((F.row_number().over(by_user.orderBy("is_bad_event", "t", "application_id")) == 1) & is_app).cast("int"))
+              .withColumn("_own_first_t", F.min(F.when(is_app, F.col("t"))).over(by_user)))
     # rangeBetween(..., -1) on microseconds: strictly earlier events only.
     by_value = Window.partitionBy("value").orderBy("t")
     before = by_value.rangeBetween(Window.unboundedPreceding, -1)
@@ -88,7 +93,7 @@ def add_prior_sharing_counts(links: DataFrame, bad_events: DataFrame, *, windows
     if applicants is not None:
         cols["prior_applicants"] = F.sum("_first_use").over(before) - (F.col("_own_first_t") < F.col("t")).cast("long")
     out = ev.withColumns({k: F.coalesce(v, F.lit(0)).cast("long") for k, v in cols.items()})
-    return out.filter(F.col("is_bad_event") == 0).drop("is_bad_event", "t", "_first_use", "_own_first_t")
+    return out.filter(F.col("is_bad_event") == 0).drop("is_bad_event", "t", "_who", "_first_use", "_own_first_t")
 
 
 def pivot_sharing_counts(counts: DataFrame, *, attribute_types: tuple[str, ...], windows_days: tuple[int, ...],

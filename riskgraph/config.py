@@ -240,7 +240,7 @@ class FeatureSettings(_Frozen):
     sweep_events_per_bucket: int = Field(gt=0)
     # link types shared neighbours are counted over (features/shared_neighbours.py); [] = off
     shared_neighbour_types: tuple[str, ...] = ()
-    # attribute reuse (reuse_* features, graph/attribute_reuse): a value already used by this
+    # attribute reuse (reuse_* features; graph/vertices.applicants): a value already used by this
     # many other applicants is counted as reused
     reuse_min_applicants: int = Field(default=5, gt=0)
 

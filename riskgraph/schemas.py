@@ -433,7 +433,7 @@ def _feature_specs(sharing_types: tuple[str, ...], windows_days: tuple[int, ...]
             FeatureSpec("sn_bad_partners_2plus", LongType(), "partners sharing two or more values whose bad outcome was known before the application time", source_job=src, min_value=0, group="shared_neighbours"),
         ]
         src = "assemble_features (features/network.py)"
-        specs += [FeatureSpec(f"reuse_applicants_same_{t}", LongType(), f"distinct other applicants who had used this application's {t} value before its time (attribute reuse; 0 if the value is missing)", source_job=src, min_value=0, group="shared_neighbours")
+        specs += [FeatureSpec(f"reuse_applicants_same_{t}", LongType(), f"distinct other applicants who had used this application's {t} value before its time (attribute reuse; the most over its values when it has several; 0 if the value is missing)", source_job=src, min_value=0, group="shared_neighbours")
                   for t in shared_neighbours]
         specs.append(FeatureSpec(reuse_column(reuse_min_applicants), LongType(), f"of this application's {', '.join(shared_neighbours)} values, those already used by {int(reuse_min_applicants)} or more other applicants before its time (features.reuse_min_applicants)", source_job=src, min_value=0, group="shared_neighbours"))
     specs.append(FeatureSpec(gps_burst_column(r, h), LongType(),

@@ -143,22 +143,24 @@ def test_point_in_time_super_node_stops_linking(spark, cfg_factory):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_reuse_counts_equal_a_brute_force_count_at_each_application_time(spark, seed):
     """reuse_applicants_same_<t>: distinct *other* applicants who used the application's value
-    strictly before its time, whatever their repeat applications and ties in time; the
-    reuse_values column counts the application's values at or over the threshold. Checked
-    against a plain loop over every application on a random world with repeat applicants,
-    shared values and coarse (tied) times."""
+    strictly before its time (the most over its values when it has several), whatever their
+    repeat applications, ties in time and bad outcomes becoming known at the same moments;
+    the reuse_values column counts the application's values at or over the threshold.
+    Checked against a plain loop over every application on a random world."""
     rnd = random.Random(seed)
     n_apps, types = rnd.randint(20, 60), ("device", "phone")
-    apps, edges = [], []
+    apps, edges, outcomes = [], [], []
     for i in range(n_apps):
         ts = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=rnd.randint(0, 40) * 6)
         apps.append((f"a{i:02d}", f"p{rnd.randint(0, n_apps // 3)}", ts))
         for t in types:
-            if rnd.random() < 0.85:
-                edges.append((f"app:a{i:02d}", f"{t}:{t[0]}{rnd.randint(0, 5)}", ts))
+            for v in rnd.sample(range(6), rnd.choice([0, 1, 1, 1, 2])):  # none, one or two values of a type
+                edges.append((f"app:a{i:02d}", f"{t}:{t[0]}{v}", ts))
+        if rnd.random() < 0.4:  # bad outcomes known at times that tie with applications
+            outcomes.append((f"a{i:02d}", "fraud_confirmed", ts + dt.timedelta(hours=rnd.randint(0, 20) * 6)))
     apps_df = spark.createDataFrame(apps, "application_id string, applicant_id string, application_ts timestamp")
     edges_df = spark.createDataFrame(edges, "src string, dst string, ts timestamp")
-    bad = spark.createDataFrame([], "application_id string, known_ts timestamp")
+    bad = bad_known_events(spark.createDataFrame(outcomes, "application_id string, outcome string, known_ts timestamp"))
     counts = add_prior_sharing_counts(application_links(edges_df, apps_df), bad, windows_days=(7,), applicants=apps_df)
     got = (pivot_sharing_counts(counts, attribute_types=types, windows_days=(7,), reuse_types=types, reuse_min_applicants=2)
            .select("application_id", "reuse_applicants_same_device", "reuse_applicants_same_phone", "reuse_values_2plus_applicants")
@@ -169,19 +171,17 @@ def test_reuse_counts_equal_a_brute_force_count_at_each_application_time(spark, 
                         columns=["application_id", "type", "value", "applicant_id", "ts"])
     exp = {}
     for a, (p, ts) in who.items():
-        row = {}
+        per_type, busy = {}, 0
         for t in types:
             mine = uses[(uses.application_id == a) & (uses.type == t)]
-            if mine.empty:
-                row[t] = None
-                continue
-            earlier = uses[(uses.value == mine.value.iloc[0]) & (uses.ts < ts) & (uses.applicant_id != p)]
-            row[t] = earlier.applicant_id.nunique()
-        exp[a] = (row["device"], row["phone"], sum(1 for v in row.values() if v is not None and v >= 2))
+            n = [uses[(uses.value == v) & (uses.ts < ts) & (uses.applicant_id != p)].applicant_id.nunique() for v in mine.value]
+            per_type[t] = max(n) if n else None
+            busy += sum(1 for x in n if x >= 2)
+        exp[a] = (per_type["device"], per_type["phone"], busy)
     expected = pd.DataFrame.from_dict(exp, orient="index", columns=got.columns).sort_index()
     expected.index.name = "application_id"
     pd.testing.assert_frame_equal(got.astype(float), expected.astype(float))
-    assert (got.reuse_values_2plus_applicants > 0).any() and (got.reuse_applicants_same_device > 1).any()  # the world reuses
+    assert (got.reuse_values_2plus_applicants > 1).any() and (got.reuse_applicants_same_device > 1).any()  # the world reuses
 
 
 def test_vertices_count_distinct_applicants_and_the_last_use(spark):
