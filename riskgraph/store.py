@@ -353,20 +353,25 @@ def _is_conflict(e: Exception) -> bool:
 
 
 def _merged_schema(dt, new: pa.Schema) -> pa.Schema:
-    """The table's schema plus the columns the new data adds (schema evolution in the data
-    commit: a writer killed before it leaves the old schema too); a changed type is refused."""
+    """The table's schema plus the columns the new data adds, and NOT NULL relaxed where the new
+    data declares a column nullable (schema evolution in the data commit: a writer killed
+    before it leaves the old schema too); a changed type is refused."""
     current = pa.schema(dt.schema().to_arrow())
     have = {f.name: f for f in current}
-    added = []
+    added, relaxed = [], set()
     for f in new:
         if f.name not in have:
             added.append(f)
         elif not have[f.name].type.equals(f.type):
             raise StoreError(f"{dt.table_uri}: column {f.name} is {have[f.name].type} in the table but {f.type} in the new data; "
                              "changing a column's type needs a new table version plan, not a silent overwrite")
+        elif f.nullable and not have[f.name].nullable:
+            relaxed.add(f.name)
     if added:
         log.info("%s: adding columns %s", dt.table_uri, [f.name for f in added])
-    return pa.schema(list(current) + added)
+    if relaxed:
+        log.info("%s: columns %s may now hold nulls", dt.table_uri, sorted(relaxed))
+    return pa.schema([f.with_nullable(True) if f.name in relaxed else f for f in current] + added)
 
 
 # --------------------------------------------------------------------------- delta-spark

@@ -13,6 +13,7 @@ import pyarrow.dataset as pads
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
 from riskgraph.store import DeltaRsStore, StoreError
@@ -79,6 +80,22 @@ def test_new_column_evolves_schema(spark, tmp_path):
     retyped = spark.createDataFrame([("a", "oops", None, "2026-01-03")], "id string, x string, ts timestamp, run_date string")
     with pytest.raises(StoreError, match="column x is"):
         st.write(retyped, uri, partition_col="run_date", partitions=["2026-01-03"], run_id="c")
+
+
+def test_a_column_may_become_nullable(spark, tmp_path):
+    """A column declared NOT NULL when the table was made (e.g. money/loans' share of a sector,
+    now null when the sector is not traced) takes nulls once the new data declares it nullable;
+    the old version keeps its schema."""
+    uri, st = str(tmp_path / "t"), DeltaRsStore()
+    strict = StructType([StructField("id", StringType(), False), StructField("x", DoubleType(), False),
+                         StructField("run_date", StringType(), False)])
+    st.write(spark.createDataFrame([("a", 1.0, "2026-01-01")], strict), uri, partition_col="run_date",
+             partitions=["2026-01-01"], run_id="a")
+    assert not DeltaTable(uri).schema().to_arrow().field("x").nullable
+    st.write(spark.createDataFrame([("b", None, "2026-01-02")], "id string not null, x double, run_date string not null"), uri,
+             partition_col="run_date", partitions=["2026-01-02"], run_id="b")
+    assert DeltaTable(uri).schema().to_arrow().field("x").nullable and not DeltaTable(uri, version=0).schema().to_arrow().field("x").nullable
+    assert sorted((r["id"], r["x"]) for r in st.read(spark, uri).collect()) == [("a", 1.0), ("b", None)]
 
 
 def _race(st, uri, jobs):
