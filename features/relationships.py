@@ -11,7 +11,8 @@ Cues of a pair of applications (``pair_cues``):
   it, because households here mix generations and spouses alike);
 - ``same_employer``: the declared employers are equal (non-empty);
 - ``same_referrer``: both used one referral code;
-- ``same_phone`` / ``same_email``: one phone number / e-mail address (pseudonyms).
+- ``same_phone`` / ``same_email``: one phone number / e-mail address (pseudonyms);
+- ``hours_apart``: hours between the two applications.
 
 Rules (``classify``, thresholds in ``conf`` ``relationships``), first match wins:
 
@@ -25,7 +26,10 @@ Rules (``classify``, thresholds in ``conf`` ``relationships``), first match wins
 Where it pays (``explained_pairs``): a link that a relationship explains — a family's home IP
 and family device, a flat's IP, friends' shared referral code — does not make a gang on its
 own. A related pair that also shares anything else (a phone, an e-mail, a GPS burst, a room
-or a voice) keeps its link. "Related" is a feature and a reason not to link, never an accusation.
+or a voice) keeps its link, and so does one that applied together (within
+``relationships.together_hours``): a relationship explains a shared home or a friend's code,
+not two applications made in one wave, which is how an intermediary's recruits apply.
+"Related" is a feature and a reason not to link, never an accusation.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ EARTH_RADIUS_M = 6_371_008.8
 # values whose applicants so far are a cue: few people share a home IP, a family device or a
 # friends' referral code; a gang's office IP, device pool and intermediary's code serve many
 _COUNTED = {"ip": "ip_applicants", "device_id": "device_applicants", "referrer_code": "referrer_applicants"}
-_APP_COLS = ("application_id", "applicant_id", "ip", "device_id", "phone_key", "email_key", "employer",
+_APP_COLS = ("application_id", "applicant_id", "application_ts", "ip", "device_id", "phone_key", "email_key", "employer",
              "referrer_code", "gps_lat", "gps_lon")
 
 
@@ -81,7 +85,7 @@ def _same(a: str, b: str) -> Column:
 def pair_cues(pairs: DataFrame, apps: DataFrame, applicants: DataFrame, *, hindsight: bool = False) -> DataFrame:
     """``pairs`` (application_id, partner_application_id, any other columns kept) + the cues
     above, for pairs of two different applicants (a pair of one applicant's applications is
-    dropped: it is not a relationship). Needs apps(application_id, applicant_id, ip,
+    dropped: it is not a relationship). Needs apps(application_id, applicant_id, application_ts, ip,
     device_id, phone_key, email_key, employer, referrer_code, gps_lat, gps_lon) and
     applicants(applicant_id, surname_key, birth_year), one row per applicant. The
     ``*_applicants`` counts are point in time (by the later application), or over all of
@@ -112,6 +116,7 @@ def pair_cues(pairs: DataFrame, apps: DataFrame, applicants: DataFrame, *, hinds
         _same("surname_key_a", "surname_key_b").alias("same_surname"),
         haversine_m(F.col("gps_lat_a"), F.col("gps_lon_a"), F.col("gps_lat_b"), F.col("gps_lon_b")).alias("gps_distance_m"),
         F.abs(F.col("birth_year_a") - F.col("birth_year_b")).alias("age_gap"),
+        (F.abs(F.unix_timestamp("application_ts_a") - F.unix_timestamp("application_ts_b")) / 3600.0).alias("hours_apart"),
         *[F.greatest(F.col(f"{n}_a"), F.col(f"{n}_b")).alias(n) for n in _COUNTED.values()],
     ]
     return j.select(*pairs.columns, F.col("applicant_id_a").alias("applicant_id"), F.col("applicant_id_b").alias("partner_applicant_id"), *cues)
@@ -156,13 +161,18 @@ def classify(cues: DataFrame, *, home_radius_m: float, household_max: int, frien
     return cues.withColumn("relation", relation).withColumn("evidence", evidence)
 
 
-def explained_pairs(pairs: DataFrame, relations: DataFrame, explains: dict[str, list[str]]) -> DataFrame:
+def explained_pairs(pairs: DataFrame, relations: DataFrame, explains: dict[str, list[str]],
+                    together_hours: float | None = None) -> DataFrame:
     """The gang graph's pairs(src, dst, weight, types) a relationship explains: the pair is
-    related (``relations``: src, dst, relation, in either order, one row per pair) and every link type it shares
-    is one that relationship explains (``explains``: relation → link types, e.g. family →
-    [ip, device]). Returns src, dst, relation; the caller drops these links."""
+    related (``relations``: src, dst, relation, in either order, one row per pair), every link
+    type it shares is one that relationship explains (``explains``: relation → link types,
+    e.g. family → [ip, device]) and, with ``together_hours``, the two did not apply together
+    (``relations`` then needs ``hours_apart``: a pair this close in time keeps its link).
+    Returns src, dst, relation; the caller drops these links."""
     require_columns(pairs, ["src", "dst", "types"], "explained_pairs")
-    require_columns(relations, ["src", "dst", "relation"], "explained_pairs")
+    require_columns(relations, ["src", "dst", "relation"] + (["hours_apart"] if together_hours is not None else []), "explained_pairs")
+    if together_hours is not None:
+        relations = relations.filter(~F.coalesce(F.col("hours_apart") <= float(together_hours), F.lit(False)))
     rel = relations.select(F.least("src", "dst").alias("src"), F.greatest("src", "dst").alias("dst"), "relation")
     allowed = F.lit(None).cast("array<string>")
     for name, types in sorted(explains.items()):
@@ -219,14 +229,15 @@ def relationship_quality(scored: DataFrame) -> dict:
 
 
 def explained_gang_links(pairs: DataFrame, apps: DataFrame, applicants: DataFrame, *, home_radius_m: float,
-                         household_max: int, friends_max: int, explains: dict[str, list[str]]) -> DataFrame:
+                         household_max: int, friends_max: int, explains: dict[str, list[str]],
+                         together_hours: float | None = None) -> DataFrame:
     """The gang graph's application pairs (src, dst application vertex ids, types) that a
-    relationship explains (``explained_pairs``): src, dst, relation. The relation is inferred
-    from the pair itself with the same rules as graph/relationships, counting a value's
-    applicants with hindsight (all applications as of the run date)."""
+    relationship explains (``explained_pairs``, with ``together_hours``): src, dst, relation.
+    The relation is inferred from the pair itself with the same rules as graph/relationships,
+    counting a value's applicants with hindsight (all applications as of the run date)."""
     require_columns(pairs, ["src", "dst", "types"], "explained_gang_links")
     p = pairs.select("src", "dst", application_of(F.col("src")).alias("application_id"),
                      application_of(F.col("dst")).alias("partner_application_id"))
     rel = classify(pair_cues(p, apps, applicants, hindsight=True), home_radius_m=home_radius_m, household_max=household_max,
-                   friends_max=friends_max).select("src", "dst", "relation")
-    return explained_pairs(pairs, rel, explains)
+                   friends_max=friends_max).select("src", "dst", "relation", "hours_apart")
+    return explained_pairs(pairs, rel, explains, together_hours)

@@ -64,7 +64,8 @@ def build_gang_graph(vertices: DataFrame, edges: DataFrame, apps: DataFrame, g: 
     if applicants is not None and rel is not None and rel.enabled:
         pairs = cut(pairs)
         explained = cut(explained_gang_links(pairs, apps, applicants, home_radius_m=rel.home_radius_m, household_max=rel.household_max,
-                                             friends_max=rel.friends_max, explains={k: list(v) for k, v in rel.explains.items()}))
+                                             friends_max=rel.friends_max, explains={k: list(v) for k, v in rel.explains.items()},
+                                             together_hours=rel.together_hours))
         pairs = pairs.join(explained.select("src", "dst"), ["src", "dst"], "left_anti")
     return thresholds, hubs, links, cut(pairs), explained
 

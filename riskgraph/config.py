@@ -314,6 +314,8 @@ class RelationshipSettings(_Frozen):
     home_radius_m: float = Field(default=30.0, gt=0)  # two fixes this close: one building
     household_max: int = Field(default=4, ge=2)  # a home IP / family device serves at most this many applicants
     friends_max: int = Field(default=5, ge=2)  # a friends' referral code serves at most this many applicants
+    # a related pair that applied within this many hours of each other keeps its gang link (None: time not used)
+    together_hours: float | None = Field(default=72.0, gt=0)
     # relation -> the gang link types it explains (graph.link_types, gps_burst)
     explains: dict[str, tuple[str, ...]] = Field(default_factory=lambda: {
         "family": ("ip", "device"), "flatmate": ("ip", "device"), "friend": ("referrer",)})

@@ -66,6 +66,8 @@ def test_rules_on_hand_made_pairs(spark):
     assert got["A12"][0] == "none"
     assert got["A14"][0] == "none"
     assert got["A200"][0] == "none"  # 6 applicants on that IP by A200: not a home
+    hours = {r["application_id"]: r["hours_apart"] for r in pair_cues(pairs, a, p).collect()}
+    assert hours["A2"] == 5.0 and hours["A4"] == 9.0 and hours["A200"] == 20.0
 
 
 def test_applicants_so_far_equals_brute_force(spark):
@@ -91,6 +93,22 @@ def test_explained_pairs_only_when_every_shared_type_is_explained(spark):
     out = {(r["src"], r["dst"]): r["relation"] for r in
            explained_pairs(pairs, rel, {"family": ["ip", "device"], "flatmate": ["ip", "device"], "friend": ["referrer"]}).collect()}
     assert out == {("app:A1", "app:A2"): "family", ("app:A5", "app:A6"): "friend"}
+
+
+def test_explained_pairs_keep_a_related_pair_that_applied_together(spark):
+    """With together_hours, a related pair that applied within that many hours keeps its link
+    (a gang's wave), one further apart is explained as before, and an unknown gap is not
+    "together"; without it, time is not used."""
+    pairs = spark.createDataFrame([("app:A1", "app:A2", ["referrer"]), ("app:A3", "app:A4", ["referrer"]),
+                                   ("app:A5", "app:A6", ["ip"]), ("app:A7", "app:A8", ["ip"])], ["src", "dst", "types"])
+    rel = spark.createDataFrame([("app:A1", "app:A2", "friend", 5.0), ("app:A3", "app:A4", "friend", 300.0),
+                                 ("app:A6", "app:A5", "family", 72.0), ("app:A7", "app:A8", "family", None)],
+                                "src string, dst string, relation string, hours_apart double")
+    explains = {"family": ["ip", "device"], "friend": ["referrer"]}
+    got = {(r["src"], r["dst"]) for r in explained_pairs(pairs, rel, explains, together_hours=72.0).collect()}
+    assert got == {("app:A3", "app:A4"), ("app:A7", "app:A8")}
+    everything = {(r["src"], r["dst"]) for r in explained_pairs(pairs, rel, explains).collect()}
+    assert everything == {("app:A1", "app:A2"), ("app:A3", "app:A4"), ("app:A5", "app:A6"), ("app:A7", "app:A8")}
 
 
 def test_truth_and_quality_equal_a_hand_count(spark):
