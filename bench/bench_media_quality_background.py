@@ -2,7 +2,8 @@
 
 Renders validation places and test places (``place_photo_set``: disjoint decor seeds, mixed place
 kinds incl. chain stores, mixed photo kinds), embeds every photo with each part alone (colour,
-LBP, HOG, GIST, EfficientNet-Lite0, and DINOv2 when ``--dino-folder`` is given), then:
+LBP, HOG, GIST, EfficientNet-Lite0 with its ImageNet weights, the fine-tuned EfficientNet-Lite0
+when ``--effnet-ft-folder`` is given and DINOv2 when ``--dino-folder`` is given), then:
 
 * chooses fusion weights on the **validation** places (coordinate search maximising recall@1),
   for the cues alone, for cues + each deep model, and the re-ranker's ``min_inliers``;
@@ -10,10 +11,13 @@ LBP, HOG, GIST, EfficientNet-Lite0, and DINOv2 when ``--dino-folder`` is given),
   queries all others; correct if the top hit is the same place) and the ROC AUC of the cosine
   for same-place vs other-place pairs, for every part alone, the fused models, and the fused
   model followed by geometric re-ranking of its top ``--k`` shortlist;
-* measures throughput (images/s of the default model at 1 and 2 torch threads, CPU time).
+* measures throughput (images/s of the configured default model at 1 and 2 torch threads, CPU time).
 
-    .venv/bin/python bench/bench_media_quality_background.py --dino-folder models/background-dinov2-tiny \
-        [--test-places 300 --val-places 100 --photos 4 --k 10] [--out docs/benchmarks.md]
+Photos are rendered at ``--size`` (160: the simulated world's ``simulation.media.photo_size``).
+
+    .venv/bin/python bench/bench_media_quality_background.py --effnet-ft-folder models/background-effnet \
+        --dino-folder var/models/background-dinov2-tiny [--test-places 300 --val-places 100 --photos 4 --k 10] \
+        [--out docs/benchmarks.md]
 """
 from __future__ import annotations
 
@@ -28,34 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from riskgraph.embedders.background import (  # noqa: E402
-    BackgroundEmbedder, BackgroundSettings, GeometricReranker, fuse_parts, place_photo_set, recall_at_1,
-    same_place_auc, topk,
+    BackgroundEmbedder, GeometricReranker, choose_fusion_weights, fuse_parts, place_photo_set,
+    recall_at_1, same_place_auc, topk,
 )
 from riskgraph.embedders.image_cues import CUE_NAMES  # noqa: E402
-
-WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
-
 
 def global_r1(parts: dict, weights: dict, place: np.ndarray) -> float:
     idx, _ = topk(fuse_parts(parts, weights), 1)
     return recall_at_1(idx[:, 0], place)
-
-
-def choose_weights(parts: dict, names: list[str], place: np.ndarray, passes: int = 2) -> dict[str, float]:
-    """Coordinate search over WEIGHT_GRID for each part (start: the best part alone at 1)."""
-    best_single = max(names, key=lambda n: global_r1(parts, {n: 1.0}, place))
-    w = {n: (1.0 if n == best_single else 0.0) for n in names}
-    best = global_r1(parts, w, place)
-    for _ in range(passes):
-        for n in names:
-            for v in WEIGHT_GRID:
-                trial = {**w, n: v}
-                if not any(x > 0 for x in trial.values()):
-                    continue
-                r = global_r1(parts, trial, place)
-                if r > best + 1e-9:
-                    best, w = r, trial
-    return w
 
 
 def rerank_top1(feats, idx, scores, reranker: GeometricReranker, cache: dict) -> np.ndarray:
@@ -81,21 +65,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-places", type=int, default=100)
     ap.add_argument("--photos", type=int, default=4, help="photos per place")
     ap.add_argument("--k", type=int, default=10, help="shortlist length for re-ranking")
-    ap.add_argument("--dino-folder", default=None, help="local DINOv2 folder (e.g. from jobs/train_background.py)")
+    ap.add_argument("--dino-folder", default=None, help="local DINOv2 folder (jobs/train_background.py --arch dinov2)")
+    ap.add_argument("--effnet-ft-folder", default=None, help="fine-tuned EfficientNet-Lite0 folder (jobs/train_background.py)")
+    ap.add_argument("--size", type=int, default=160, help="rendered photo side")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the quality runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="append the table to this Markdown file")
     a = ap.parse_args(argv)
     t_start = time.time()
 
-    deep = ["effnet"] + (["dino"] if a.dino_folder else [])
+    deep = ["effnet"] + (["effnet_ft"] if a.effnet_ft_folder else []) + (["dino"] if a.dino_folder else [])
     every = {**{c: 1.0 for c in CUE_NAMES}, **{d: 1.0 for d in deep}}
-    model = BackgroundEmbedder.from_settings(weights=every, dino_folder=a.dino_folder, num_threads=a.threads)
+    model = BackgroundEmbedder.from_settings(weights=every, dino_folder=a.dino_folder, effnet_ft_folder=a.effnet_ft_folder,
+                                             num_threads=a.threads)
 
     sets = {}
     for split, n in (("validation", a.val_places), ("test", a.test_places)):
         t = time.time()
-        data = place_photo_set(split, n, a.photos, seed=a.seed)
+        data = place_photo_set(split, n, a.photos, seed=a.seed, size=a.size)
         items = list(zip(data["images"], data["photo_kind"]))
         parts = model.embed_parts(items)
         sets[split] = (data, items, parts)
@@ -106,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     vplace, tplace = vdata["place"], tdata["place"]
 
     # --- fusion weights, chosen on validation places only
-    chosen = {"cues fused": choose_weights(vparts, list(CUE_NAMES), vplace)}
+    chosen = {"cues fused": choose_fusion_weights(vparts, list(CUE_NAMES), vplace)}
     for d in deep:
-        chosen[f"cues + {d}"] = choose_weights(vparts, list(CUE_NAMES) + [d], vplace)
+        chosen[f"cues + {d}"] = choose_fusion_weights(vparts, list(CUE_NAMES) + [d], vplace)
     if len(deep) > 1:
-        chosen["cues + all deep"] = choose_weights(vparts, list(CUE_NAMES) + deep, vplace)
+        chosen["cues + all deep"] = choose_fusion_weights(vparts, list(CUE_NAMES) + deep, vplace)
     best_name = max(chosen, key=lambda n: global_r1(vparts, chosen[n], vplace))
 
     # --- re-ranker: min_inliers chosen on validation places
@@ -148,11 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     per_kind = {k: float(np.mean((tplace[top] == tplace)[tdata["photo_kind"] == k]))
                 for k in ("selfie", "id_photo", "premises")}
 
-    # --- throughput of the default model (cues + EfficientNet-Lite0, CPU time per image)
+    # --- throughput of the model the folder describes (else the folder-less default), CPU time per image
     thr = {}
     sample = titems[:64]
     for n_threads in (1, 2):
-        m = BackgroundEmbedder.from_settings(num_threads=n_threads)
+        m = (BackgroundEmbedder.from_folder(a.effnet_ft_folder, num_threads=n_threads) if a.effnet_ft_folder
+             else BackgroundEmbedder.from_settings(num_threads=n_threads))
         m.embed_batch(sample[:4])
         t0, c0 = time.time(), time.process_time()
         m.embed_batch(sample)
@@ -161,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Held-out test: {a.test_places} places x {a.photos} photos ({len(tplace)} photos, place kinds cycled "
              f"over all six incl. chain_store; photo kinds mixed); weights and min_inliers chosen on "
              f"{a.val_places} separate validation places. Deep parts: {', '.join(deep)}"
-             + (f" (DINOv2 folder `{a.dino_folder}`)" if a.dino_folder else "") + ".", "",
+             + (f" (DINOv2 folder `{a.dino_folder}`)" if a.dino_folder else "")
+             + (f" (fine-tuned EfficientNet-Lite0 folder `{a.effnet_ft_folder}`)" if a.effnet_ft_folder else "")
+             + f"; photos rendered at {a.size} px.", "",
              "| descriptor | fusion weights | recall@1 | same-place AUC |", "|---|---|---|---|"]
     for name, w, r1, auc in rows:
         ws = ", ".join(f"{k} {v:g}" for k, v in w.items() if v > 0)
@@ -169,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Re-ranking: shortlist recall@{a.k} {shortlist:.3f} (the ceiling); recall@1 by query kind "
               + ", ".join(f"{k} {v:.3f}" for k, v in per_kind.items())
               + f"; SIFT + matching CPU {1000 * rr_cpu / len(tplace):.0f} ms per query.",
-              "Throughput, default model (" + ", ".join(f"{k} {v:g}" for k, v in BackgroundSettings().weights.items())
-              + "), batch of 64 224 px photos: "
+              "Throughput, " + ("the folder's model (" if a.effnet_ft_folder else "the folder-less default (")
+              + ", ".join(f"{k} {v:g}" for k, v in m.settings.weights.items() if v > 0)
+              + f"), batch of 64 {a.size} px photos: "
               + "; ".join(f"{n} thread(s) {w:.1f} img/s wall, {c:.1f} img/CPU-s" for n, (w, c) in thr.items())
               + f". Bench wall time {time.time() - t_start:.0f} s.", ""]
     table = "\n".join(lines)

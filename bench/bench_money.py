@@ -122,7 +122,8 @@ def run_size(n: int, keep: bool, extra: dict[str, str]) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"riskgraph-money-{n}-"))
     overrides = {"simulation.n_applications": str(n), "paths.root": str(work / "data"), "simulation.media.enabled": "false",
                  "paths.checkpoint_dir": str(work / "ckpt"),
-                 "graph.sources": ["device", "phone", "ip", "gps", "email", "employer", "referrer"], **extra}
+                 "graph.sources": ["device", "phone", "ip", "gps", "email", "employer", "referrer"],
+                 "graph.link_types": ["device", "phone", "ip", "email", "referrer"], **extra}
     cfg = load_config("local", overrides=overrides)
     t0 = time.perf_counter()
     summary = simulate_world(cfg.simulation, cfg.paths.root)

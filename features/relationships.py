@@ -37,23 +37,14 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from riskgraph.features.graph import application_of
+from riskgraph.features.geo import haversine_m
 from riskgraph.features.validation import require_columns
 
-EARTH_RADIUS_M = 6_371_008.8
 # values whose applicants so far are a cue: few people share a home IP, a family device or a
 # friends' referral code; a gang's office IP, device pool and intermediary's code serve many
 _COUNTED = {"ip": "ip_applicants", "device_id": "device_applicants", "referrer_code": "referrer_applicants"}
 _APP_COLS = ("application_id", "applicant_id", "application_ts", "ip", "device_id", "phone_key", "email_key", "employer",
              "referrer_code", "gps_lat", "gps_lon")
-
-
-def haversine_m(lat1: Column, lon1: Column, lat2: Column, lon2: Column) -> Column:
-    """Great-circle distance in metres (null when a coordinate is null)."""
-    p1, p2 = F.radians(lat1), F.radians(lat2)
-    dp, dl = p2 - p1, F.radians(lon2) - F.radians(lon1)
-    a = F.pow(F.sin(dp / 2), 2) + F.cos(p1) * F.cos(p2) * F.pow(F.sin(dl / 2), 2)
-    # least() skips nulls, so guard it: a missing coordinate gives null, not half the globe
-    return F.when(a.isNotNull(), F.lit(2 * EARTH_RADIUS_M) * F.asin(F.sqrt(F.least(F.lit(1.0), a))))
 
 
 def applicants_so_far(apps: DataFrame, col: str) -> DataFrame:

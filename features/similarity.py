@@ -21,9 +21,12 @@ From a modality's embeddings and their nearest neighbours (``features/vector_sea
   components of anchors are exactly the similarity clusters known at each time.
 * **Hubs, point in time.** A chain-store interior that strangers photograph all year, an
   honest phrase everybody writes: an item similar to earlier items of at least
-  ``hub_min_applicants`` distinct applicants within ``hub_window_days`` is a hub item and
-  links nobody (it is kept in the table, flagged, for the analyst and the hub report), the
-  same rule as an attribute value whose prior degree reached its cap.
+  ``hub_min_applicants`` distinct applicants within ``hub_window_days`` -- spread out: taken a
+  median of more than ``hub_spread_km`` away from it, or more than ``hub_age_days`` before it --
+  is a hub item and links nobody (it is kept in the table, flagged, for the analyst and the hub
+  report), the rule of an attribute value whose prior degree reached its cap. The spread is what
+  tells a chain's decor (the same in every city) or a lobby people pass through all year from an
+  intermediary's back office, which a whole gang of one town fills in one burst.
 
 Blacklist hits are the same search against the blacklist samples (voices, backgrounds) plus
 exact matches of devices and phones, each counted only after the entry was added.
@@ -34,6 +37,7 @@ import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from riskgraph.features.geo import haversine_m
 from riskgraph.features.validation import require_columns
 
 DAY_US = 86_400 * 1_000_000
@@ -74,6 +78,29 @@ def calibrate_threshold(vectors: np.ndarray, owners: np.ndarray, *, false_match_
             "false_match_rate": false_match_rate}
 
 
+def operating_points(vectors: np.ndarray, labels: np.ndarray, false_match_rates=(1e-3, 1e-4, 1e-5)) -> list[dict]:
+    """A model's operating points on *labelled* development data (a model card's numbers): per
+    false-match rate, the threshold at that rate of pairs of different labels (places,
+    speakers; :func:`calibrate_threshold` with the labels as owners) and the true-match rate,
+    the share of same-label pairs at or above it. Rates the sample cannot estimate (fewer than
+    5 pairs in the tail) are left out. ``vectors`` n × d L2-normalised, n ≤ a few thousand."""
+    v = np.asarray(vectors, dtype=np.float32)
+    lab = np.asarray(labels)
+    iu = np.triu_indices(len(lab), 1)
+    same = lab[iu[0]] == lab[iu[1]]
+    genuine = (v[iu[0][same]] * v[iu[1][same]]).sum(1)
+    out = []
+    for f in false_match_rates:
+        try:
+            cal = calibrate_threshold(v, lab, false_match_rate=f)
+        except ValueError:
+            continue
+        out.append({"false_match_rate": f, "threshold": cal["threshold"],
+                    "true_match_rate": round(float((genuine >= cal["threshold"]).mean()), 4) if len(genuine) else None,
+                    "impostor_pairs": cal["n_pairs"], "genuine_pairs": int(same.sum())})
+    return out
+
+
 def linked_pairs(neighbours: DataFrame, items: DataFrame, *, threshold: float) -> DataFrame:
     """Oriented similarity links: media_key (the later item), anchor_key (the earlier one),
     similarity, for pairs at or above ``threshold`` of two different applications with
@@ -98,44 +125,79 @@ def linked_pairs(neighbours: DataFrame, items: DataFrame, *, threshold: float) -
 
 
 def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_applicants: int,
-                hub_window_days: float) -> DataFrame:
+                hub_window_days: float, hub_spread_km: float | None = None, hub_age_days: float | None = None,
+                max_link_km: float | None = None, unknown_km_threshold: float | None = None) -> DataFrame:
     """The links table's rows of one modality (``schemas.MEDIA_LINKS`` without run_date).
 
     For every application item: one row with its own key as anchor (similarity 1), and one per
     earlier anchor from ``pairs``. ``is_hub``: the item is similar to earlier items of at least
     ``hub_min_applicants`` distinct applicants within ``hub_window_days`` before it (a popular
-    place, a stock phrase); ``links`` = not ``is_hub`` (a hub item links nobody, nor does it
-    serve as an anchor for later items).
+    place, a stock phrase) and -- when ``hub_spread_km`` or ``hub_age_days`` is set -- those
+    items are spread out: taken a median of more than ``hub_spread_km`` away (distance between
+    the applications' GPS fixes; a chain's decor, a stock phrase or a recorded prompt turns up
+    across the country), or a median of more than ``hub_age_days`` earlier (a bank lobby, an
+    office, a shop that people pass through all year). An intermediary's back office is
+    neither: a gang of one town fills it in one burst. Without either setting the count alone
+    decides. ``links``: not ``is_hub`` (a hub item links nobody, nor does it serve as an
+    anchor for later items) and, with ``max_link_km``, the two applications' GPS fixes are at
+    most that far apart. A look-alike between two random applications is typically a thousand km
+    away, while a gang's members apply near their intermediary, so nearness is evidence too:
+    where a side sent no fix, the pair must instead reach ``unknown_km_threshold`` (a stricter
+    operating point; None: kept at the threshold the pairs passed). A row that is no link stays,
+    as evidence, with ``links`` false.
 
-    Needs items(media_key, application_id, applicant_id, kind, item_ts) and
-    pairs(media_key, anchor_key, similarity) from :func:`linked_pairs`.
+    Needs items(media_key, application_id, applicant_id, kind, item_ts; gps_lat, gps_lon with
+    ``hub_spread_km`` or ``max_link_km``) and pairs(media_key, anchor_key, similarity) from
+    :func:`linked_pairs`.
     """
-    require_columns(items, ["media_key", "application_id", "applicant_id", "kind", "item_ts"], "media_links(items)")
+    use_gps = hub_spread_km is not None or max_link_km is not None
+    need = ["media_key", "application_id", "applicant_id", "kind", "item_ts"] + (["gps_lat", "gps_lon"] if use_gps else [])
+    require_columns(items, need, "media_links(items)")
     require_columns(pairs, ["media_key", "anchor_key", "similarity"], "media_links(pairs)")
-    it = items.select("media_key", "application_id", "applicant_id", "kind", "item_ts")
+    gps = [F.col("gps_lat"), F.col("gps_lon")] if use_gps else [
+        F.lit(None).cast("double").alias("gps_lat"), F.lit(None).cast("double").alias("gps_lon")]
+    it = items.select("media_key", "application_id", "applicant_id", "kind", "item_ts", *gps)
     anchors = it.select(F.col("media_key").alias("anchor_key"), F.col("application_id").alias("anchor_application_id"),
-                        F.col("applicant_id").alias("anchor_applicant_id"), F.col("item_ts").alias("anchor_ts"))
+                        F.col("applicant_id").alias("anchor_applicant_id"), F.col("item_ts").alias("anchor_ts"),
+                        F.col("gps_lat").alias("anchor_lat"), F.col("gps_lon").alias("anchor_lon"))
     to_earlier = pairs.join(it, "media_key").join(anchors, "anchor_key")
     window_us = int(hub_window_days * DAY_US)
     in_window = F.unix_micros("item_ts") - F.unix_micros("anchor_ts") <= window_us
+    km = haversine_m(F.col("gps_lat"), F.col("gps_lon"), F.col("anchor_lat"), F.col("anchor_lon")) / 1000.0
     crowd = (
         to_earlier.filter(in_window & (F.col("anchor_applicant_id") != F.col("applicant_id")))
-        .groupBy("media_key").agg(F.countDistinct("anchor_applicant_id").alias("_crowd"))
+        .groupBy("media_key").agg(F.countDistinct("anchor_applicant_id").alias("_crowd"),
+                                  F.median(km).alias("_spread_km"),  # exact median; nulls (no GPS) skipped
+                                  F.median((F.unix_micros("item_ts") - F.unix_micros("anchor_ts")) / DAY_US).alias("_age_days"))
     )
     own = it.select("media_key", "application_id", "applicant_id", "kind", "item_ts",
                     F.col("media_key").alias("anchor_key"), F.col("application_id").alias("anchor_application_id"),
                     F.col("applicant_id").alias("anchor_applicant_id"), F.col("item_ts").alias("anchor_ts"),
-                    F.lit(1.0).alias("similarity"))
-    rows = to_earlier.select(*own.columns).unionByName(own).join(crowd, "media_key", "left")
+                    F.lit(1.0).alias("similarity"), F.lit(0.0).alias("_km"))
+    rows = to_earlier.select(*own.columns[:-1], km.alias("_km")).unionByName(own).join(crowd, "media_key", "left")
+    if max_link_km is None:
+        near = F.lit(True)
+    else:
+        unknown_ok = F.lit(True) if unknown_km_threshold is None else F.col("similarity") >= F.lit(float(unknown_km_threshold))
+        near = F.when(F.col("_km").isNull(), unknown_ok).otherwise(F.col("_km") <= float(max_link_km))
     is_hub = F.coalesce(F.col("_crowd"), F.lit(0)) >= int(hub_min_applicants)
+    if hub_spread_km is not None or hub_age_days is not None:
+        spread = F.lit(False)
+        if hub_spread_km is not None:
+            spread = spread | F.coalesce(F.col("_spread_km") > float(hub_spread_km), F.lit(False))
+        if hub_age_days is not None:
+            spread = spread | (F.col("_age_days") > float(hub_age_days))
+        is_hub = is_hub & spread
     # An earlier hub item is no anchor either: its links are off, so later items cannot use it.
     hub_anchor = rows.filter(is_hub).select(F.col("media_key").alias("anchor_key")).distinct().withColumn("_anchor_hub", F.lit(True))
     rows = rows.withColumn("is_hub", is_hub).join(hub_anchor, "anchor_key", "left")
     return rows.select(
         "application_id", F.col("item_ts").alias("ts"), F.lit(modality).alias("type"), F.col("anchor_key").alias("value"),
         "media_key", "kind", "anchor_application_id", "anchor_ts", "similarity", "is_hub",
-        (~F.col("is_hub") & F.col("_anchor_hub").isNull()).alias("links"),
+        (~F.col("is_hub") & F.col("_anchor_hub").isNull() & near).alias("links"),
         F.coalesce(F.col("_crowd"), F.lit(0)).cast("long").alias("earlier_applicants"),
+        F.col("_spread_km").cast("double").alias("earlier_median_km"),
+        F.col("_age_days").cast("double").alias("earlier_median_days"),
         F.lit(None).cast("string").alias("blacklist_kind"),
     )
 
@@ -163,6 +225,7 @@ def blacklist_media_hits(neighbours: DataFrame, app_items: DataFrame, samples: D
                 F.col("query_key").alias("media_key"), "kind", F.lit(None).cast("string").alias("anchor_application_id"),
                 F.col("added_ts").alias("anchor_ts"), F.col("score").cast("double").alias("similarity"),
                 F.lit(False).alias("is_hub"), F.lit(True).alias("links"), F.lit(0).cast("long").alias("earlier_applicants"),
+                F.lit(None).cast("double").alias("earlier_median_km"), F.lit(None).cast("double").alias("earlier_median_days"),
                 F.lit(modality).alias("blacklist_kind"))
     )
 
@@ -182,7 +245,8 @@ def blacklist_value_hits(apps: DataFrame, entries: DataFrame) -> DataFrame:
                          F.lit(None).cast("string").alias("media_key"), F.lit(kind).alias("kind"),
                          F.lit(None).cast("string").alias("anchor_application_id"), F.col("added_ts").alias("anchor_ts"),
                          F.lit(1.0).alias("similarity"), F.lit(False).alias("is_hub"), F.lit(True).alias("links"),
-                         F.lit(0).cast("long").alias("earlier_applicants"), F.lit(kind).alias("blacklist_kind"))
+                         F.lit(0).cast("long").alias("earlier_applicants"), F.lit(None).cast("double").alias("earlier_median_km"),
+                         F.lit(None).cast("double").alias("earlier_median_days"), F.lit(kind).alias("blacklist_kind"))
         out = hit if out is None else out.unionByName(hit)
     return out
 

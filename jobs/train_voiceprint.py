@@ -257,6 +257,8 @@ def train_voiceprint(out: str | Path, settings: TrainSettings = TrainSettings(),
                                "test": [TEST_SEEDS[0], TEST_SEEDS[0] + s.n_test_speakers]},
              "settings": asdict(s)}
     version = V.save_model(out, model, cnn, frontend, extra=facts)
+    write_operating_points(out, model, frontend, cache_dir=cache_dir, max_seconds=s.max_seconds, workers=s.workers,
+                           device=device)
     # the curves beside the weights: inspectable without MLflow, logged with the folder
     Path(out, "training_curve.json").write_text(json.dumps(
         {"evals": evals, "loss_every_10_steps": [float(np.mean(losses[i:i + 10])) for i in range(0, len(losses), 10)]}))
@@ -268,6 +270,35 @@ def train_voiceprint(out: str | Path, settings: TrainSettings = TrainSettings(),
         result.update(_log_to_mlflow(out, model, s, cnn, frontend, result, losses, evals,
                                      tracking_uri=tracking_uri, artifact_root=artifact_root, experiment=experiment))
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# operating points (the threshold link_media starts from)
+
+OPERATING_FMRS = (1e-3, 1e-4, 1e-5)
+OPERATING_CALLS = 8  # calls per valid speaker: 200 x 8 calls give 1.3M impostor pairs (1e-5 estimable)
+
+
+def write_operating_points(folder: str | Path, model, frontend: A.LogMelConfig, *, cache_dir: str | Path | None,
+                           max_seconds: float = 3.5, workers: int = 2, device: str = "cpu") -> list[dict]:
+    """The model's operating points on the *valid* speakers (never trained on, never the
+    reported test speakers): per false-match rate, the cosine threshold and the true-match rate
+    (``features.similarity.operating_points``), written into the folder's config.json under
+    ``operating_points`` (not part of the model version)."""
+    from riskgraph.features.similarity import operating_points
+
+    seeds = range(VALID_SEEDS[0], VALID_SEEDS[1])
+    audio, lab = synthesize_speakers(seeds, OPERATING_CALLS, cache_dir=cache_dir, max_seconds=max_seconds,
+                                     workers=workers, tag="operating")
+    emb = V.embed_logmel(model, features_of(audio, frontend), device)
+    ops = operating_points(emb, lab, OPERATING_FMRS)
+    conf_path = Path(folder) / V.CONFIG_FILE
+    conf = json.loads(conf_path.read_text())
+    conf["operating_points"] = {"measured_on": f"valid speakers {VALID_SEEDS[0]}..{VALID_SEEDS[1]} x {OPERATING_CALLS} calls "
+                                               "(pairs of different speakers)", "points": ops}
+    conf_path.write_text(json.dumps(conf, indent=2, sort_keys=True))
+    log.info("operating points on the valid speakers: %s", ops)
+    return ops
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,10 +383,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     p.add_argument("--env", default=None, help="riskgraph config environment for the MLflow defaults")
     p.add_argument("--no-mlflow", action="store_true", help="save the folder only")
+    p.add_argument("--operating-points-only", action="store_true",
+                   help="do not train: measure the operating points of the model already in --out and write them into it")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.operating_points_only:
+        emb = V.VoiceprintEmbedder(a.out, allow_cuda=not a.cpu)
+        ops = write_operating_points(a.out, emb.model, emb.frontend, cache_dir=a.cache_dir, workers=a.workers,
+                                     device=emb.device)
+        print(json.dumps(ops, indent=2))
+        return {"operating_points": ops}
     tracking_uri, artifact_root = a.tracking_uri, a.artifact_root
     if not a.no_mlflow and (tracking_uri is None or artifact_root is None):
         from riskgraph.config import load_config

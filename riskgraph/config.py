@@ -420,10 +420,22 @@ class ModalitySimilarity(_Frozen):
     """How one modality's embeddings become links (features/similarity.py)."""
 
     enabled: bool = True
-    false_match_rate: float = Field(gt=0, lt=0.5)  # threshold = this quantile of cross-applicant pairs
+    false_match_rate: float = Field(gt=0, lt=0.5)  # the operating point: share of impostor pairs above the threshold
+    # where the threshold at that rate comes from: "model" = the model folder's operating points
+    # (labelled development data: pairs of different places / speakers), "data" = the quantile of
+    # cross-applicant pairs in the calibration period (no labels; gangs and households in them
+    # push it up)
+    calibration: Literal["model", "data"] = "data"
     search_k: int = Field(ge=2, le=1024)  # neighbours searched per item
-    hub_min_applicants: int = Field(ge=2)  # an item resembling earlier items of this many applicants is a hub
+    hub_min_applicants: int = Field(ge=2)  # an item resembling earlier items of this many applicants is a hub ...
     hub_window_days: float = Field(gt=0)
+    # ... and spread out: taken a median of more than hub_spread_km away or more than
+    # hub_age_days earlier (both None: the count alone decides)
+    hub_spread_km: float | None = Field(default=None, gt=0)
+    hub_age_days: float | None = Field(default=None, gt=0)
+    max_link_km: float | None = Field(default=None, gt=0)  # a link between applications farther apart than this is kept as evidence, not as a graph link
+    # where a side has no GPS fix, the pair must pass the threshold at this (stricter) rate instead (None: no stricter rule)
+    unknown_distance_fmr: float | None = Field(default=None, gt=0, lt=0.5)
 
 
 class SimilaritySettings(_Frozen):

@@ -134,3 +134,52 @@ def job_main(run: Callable, step: str, argv: list[str] | None = None) -> dict:
 def stable_int(*parts: str) -> int:
     """A deterministic 63-bit integer from strings (for ids and Delta transaction versions)."""
     return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:8], "big") >> 1
+
+
+class SparkProgress:
+    """Logs the progress of the Spark jobs a long step runs, every ``every_s`` seconds, from a
+    daemon thread polling the driver's status tracker (no listener, no UI needed):
+    ``embed background: 12/32 tasks done (38%), 2 running, 95 s``. Use as a context manager
+    around the action; a step shorter than ``every_s`` logs nothing."""
+
+    def __init__(self, spark, label: str, *, every_s: float = 30.0, logger: logging.Logger | None = None) -> None:
+        import threading
+
+        self._sc = spark.sparkContext
+        self.label = label
+        self.every_s = every_s
+        self._log = logger or log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"progress:{label}", daemon=True)
+        self._t0 = 0.0
+
+    def snapshot(self) -> tuple[int, int, int]:
+        """(tasks done, tasks in total, tasks running) over the active stages."""
+        tracker = self._sc.statusTracker()
+        done = total = running = 0
+        for sid in tracker.getActiveStageIds():
+            info = tracker.getStageInfo(sid)
+            if info is not None:
+                done += info.numCompletedTasks
+                total += info.numTasks
+                running += info.numActiveTasks
+        return done, total, running
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                done, total, running = self.snapshot()
+            except Exception:  # the context is stopping: nothing to report
+                return
+            if total:
+                self._log.info("%s: %d/%d tasks done (%.0f%%), %d running, %.0f s", self.label, done, total,
+                               100.0 * done / total, running, time.perf_counter() - self._t0)
+
+    def __enter__(self) -> "SparkProgress":
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

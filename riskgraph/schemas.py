@@ -206,9 +206,11 @@ MEDIA_LINKS = [
     Column("anchor_application_id", StringType(), "application of the anchor item (itself for its own item; null for a blacklist hit)"),
     Column("anchor_ts", TimestampType(), "anchor item's time, or the blacklist entry's added time; always before ts except for the own item", False),
     Column("similarity", DoubleType(), "cosine similarity to the anchor (1 for the own item and exact blacklist hits)", False),
-    Column("is_hub", BooleanType(), "the item resembles earlier items of >= similarity.<modality>.hub_min_applicants distinct applicants inside hub_window_days (a popular place, a stock phrase)", False),
-    Column("links", BooleanType(), "the row is a graph link: not a hub item and not to a hub anchor", False),
+    Column("is_hub", BooleanType(), "the item resembles earlier items of >= similarity.<modality>.hub_min_applicants distinct applicants inside hub_window_days, spread out: a median of more than hub_spread_km away or hub_age_days earlier (a chain's decor, a lobby, a stock phrase)", False),
+    Column("links", BooleanType(), "the row is a graph link: not a hub item, not to a hub anchor, and the two applications at most similarity.<modality>.max_link_km apart", False),
     Column("earlier_applicants", LongType(), "distinct other applicants with earlier similar items inside the hub window (what is_hub is decided on)", False),
+    Column("earlier_median_km", DoubleType(), "median km between this application's GPS fix and those earlier similar items' (a room is in one place; a chain's decor is everywhere); null without them or without GPS"),
+    Column("earlier_median_days", DoubleType(), "median days between this item and those earlier similar items (a lobby is visited all year; a gang fills its back office in one burst); null without them"),
     Column("blacklist_kind", StringType(), "voice, background, device or phone for a blacklist hit; null otherwise"),
     Column(RUN_DATE, StringType(), "run date of the snapshot (partition)", False),
 ]

@@ -338,3 +338,158 @@ def test_reranker_ignores_matches_inside_both_zones():
     assert rr.inliers(f, f) > 20
     assert rr.inliers(all_in, all_in) == 0  # every match joins two zone points
     assert rr.inliers(all_in, f) > 20
+
+
+# --- the fine-tuned EfficientNet-Lite0 (jobs/train_background.py) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def metric_folder(tmp_path_factory):
+    """A fine-tuned-layout folder with random (seeded) trainable weights: the loading code's test
+    model, never a measured one."""
+    import torch
+
+    from riskgraph.embedders.image_deep import EffNetMetricConfig, build_effnet_metric, save_effnet_metric
+
+    torch.manual_seed(3)
+    net = build_effnet_metric(EffNetMetricConfig(freeze_after=4, pool_block=7, dim=32, image_size=96))
+    with torch.no_grad():  # move the fine-tuned blocks off ImageNet, so a load that drops them shows
+        for p in net.blocks.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    folder = tmp_path_factory.mktemp("metric") / "effnet"
+    version = save_effnet_metric(folder, net, extra={"training": {"note": "test"}})
+    net.eval()
+    return folder, net, version
+
+
+def test_metric_backbone_round_trip_gives_the_networks_vectors(metric_folder, no_network):
+    import torch
+
+    from riskgraph.embedders.image_deep import EfficientNetLite0MetricBackbone, lite0_pixels
+
+    folder, net, version = metric_folder
+    m = EfficientNetLite0MetricBackbone(folder, num_threads=1)
+    assert (m.dim, m.model_version, m.cfg.pool_block) == (32, version, 7)
+    imgs = [im for im, _ in _photos(3)]
+    wmap = zone_weights(224, 224, [(0.2, 0.3, 0.8, 1.0)], 0.0)
+    e = m.embed(imgs, [None, wmap, None])
+    assert e.shape == (3, 32) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    # the network's own output on the same pixels, weight maps averaged onto the input grid
+    w = np.stack([np.ones((96, 96), np.float32), cv2.resize(wmap, (96, 96), interpolation=cv2.INTER_AREA),
+                  np.ones((96, 96), np.float32)])[:, None]
+    with torch.inference_mode():
+        direct = net(lite0_pixels(imgs, 96), torch.from_numpy(w)).numpy()
+    np.testing.assert_allclose(e, direct, atol=1e-5)
+    # the mask matters, a reload is the same model, and batching does not change a vector
+    assert not np.allclose(e[1], m.embed(imgs[1:2], [None])[0], atol=1e-4)
+    np.testing.assert_array_equal(EfficientNetLite0MetricBackbone(folder, num_threads=1).embed(imgs, [None, wmap, None]), e)
+    np.testing.assert_allclose(np.concatenate([m.embed([im], [wm]) for im, wm in zip(imgs, [None, wmap, None])]), e, atol=1e-5)
+
+
+def test_metric_folder_is_checked(metric_folder, tmp_path):
+    import json
+    import shutil
+
+    from riskgraph.embedders.image_deep import EfficientNetLite0MetricBackbone, ModelFolderError
+
+    folder, _, _ = metric_folder
+    with pytest.raises(ModelFolderError, match="no-such"):
+        EfficientNetLite0MetricBackbone(tmp_path / "no-such")
+    other = tmp_path / "other-imagenet"
+    shutil.copytree(folder, other)
+    conf = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**conf, "imagenet_weights_sha256": "0" * 64}))
+    with pytest.raises(ModelFolderError, match="retrain"):
+        EfficientNetLite0MetricBackbone(other)
+    (other / "config.json").write_text(json.dumps({**conf, "model_type": "something-else"}))
+    with pytest.raises(ModelFolderError, match="something-else"):
+        EfficientNetLite0MetricBackbone(other)
+
+
+def test_metric_weights_change_the_version(metric_folder, tmp_path):
+    import torch
+
+    from riskgraph.embedders.image_deep import save_effnet_metric
+
+    folder, net, version = metric_folder
+    assert save_effnet_metric(tmp_path / "m1", net) == version  # same weights, same version
+    saved = net.proj.bias.detach().clone()
+    with torch.no_grad():
+        net.proj.bias.add_(0.01)
+    try:
+        assert save_effnet_metric(tmp_path / "m2", net) != version
+    finally:
+        with torch.no_grad():
+            net.proj.bias.copy_(saved)
+
+
+def test_from_folder_dispatches_on_the_folders_model_type(metric_folder, tmp_path, no_network):
+    import json
+
+    from riskgraph.embedders.background import BackgroundEmbedder
+    from riskgraph.embedders.image_deep import ModelFolderError, save_tiny_dinov2
+    from riskgraph.embedders.registry import build_embedder
+
+    folder, _, version = metric_folder
+    m = BackgroundEmbedder.from_folder(folder)
+    assert m.settings.active() == ["effnet_ft"] and m.dim == 32  # no fusion recorded: the part alone
+    conf = json.loads((folder / "config.json").read_text())
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    for f in ("model.pt",):
+        (fused / f).write_bytes((folder / f).read_bytes())
+    (fused / "config.json").write_text(json.dumps({**conf, "fusion": {"weights": {"gist": 0.5, "effnet_ft": 2.0}}}))
+    f = build_embedder("background", {"model": "background-fused", "folder": str(fused)}, device="cpu")
+    assert f.settings.weights == {"gist": 0.5, "effnet_ft": 2.0} and f.model_version != m.model_version
+    items = _photos(2)
+    parts = f.embed_parts(items)
+    expect = (0.5 * float(parts["gist"][0] @ parts["gist"][1]) + 2.0 * float(parts["effnet_ft"][0] @ parts["effnet_ft"][1])) / 2.5
+    e = f.embed_batch(items)
+    assert abs(float(e[0] @ e[1]) - expect) < 1e-5
+    # a moved folder keeps its version (contents are digested, not the path)
+    moved = tmp_path / "moved"
+    fused.rename(moved)
+    assert BackgroundEmbedder.from_folder(moved).model_version == f.model_version
+    dino = save_tiny_dinov2(tmp_path / "dino", hidden_size=64, num_layers=2, num_heads=2)
+    assert "dino" in BackgroundEmbedder.from_folder(dino).settings.active()
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelFolderError, match="bert"):
+        BackgroundEmbedder.from_folder(tmp_path / "odd")
+    with pytest.raises(ModelFolderError, match="no config.json"):
+        BackgroundEmbedder.from_folder(tmp_path / "nothing-here")
+
+
+def test_choose_fusion_weights_finds_the_useful_part():
+    from riskgraph.embedders.background import choose_fusion_weights
+
+    rng = np.random.default_rng(0)
+    place = np.repeat(np.arange(20), 2)
+    centres = rng.normal(size=(20, 8))
+    good = centres[place] + 0.05 * rng.normal(size=(40, 8))  # photos of a place close together
+    noise = rng.normal(size=(40, 8))                         # says nothing about the place
+    w = choose_fusion_weights({"good": good, "noise": noise}, ["noise", "good"], place)
+    assert w["good"] > 0 and w["noise"] == 0.0
+
+
+def test_background_training_reduces_the_loss_and_writes_a_loadable_folder(tmp_path, no_network):
+    """The training job on a tiny set: the loss falls, the folder loads through the embed path
+    and carries the fusion weights and operating points chosen on validation places."""
+    import json
+
+    from jobs.train_background import TrainSettings, train_background
+    from riskgraph.embedders.background import BackgroundEmbedder
+
+    s = TrainSettings(places=12, photos_per_place=3, val_places=6, test_places=6, eval_photos=2, image_size=96,
+                      minutes=5, max_steps=30, eval_every=15, batch_places=8, photos_per_batch_place=3, lr=1e-3,
+                      pool_block=7, dim=32)
+    res = train_background(tmp_path / "bg", s)
+    curve = json.loads((tmp_path / "bg" / "training_curve.json").read_text())["loss_every_10_steps"]
+    assert res["steps_run"] == 30 and curve[-1] < 0.8 * curve[0], curve
+    conf = json.loads((tmp_path / "bg" / "config.json").read_text())
+    assert conf["fusion"]["weights"] == res["fusion_weights"] and conf["model_version"] == res["model_version"]
+    assert conf["training"]["best_step"] in (15, 30)
+    m = BackgroundEmbedder.from_folder(tmp_path / "bg")
+    assert m.settings.weights == res["fusion_weights"]
+    assert m.embed_batch(_photos(2)).shape == (2, m.dim)

@@ -100,3 +100,23 @@ def test_steps_of_a_run_read_what_their_run_committed(spark, cfg_factory):
     assert run_version(store, uri, a) == 0 and run_version(store, uri, other) is None
     assert read_for_run(spark, store, a, T.BRONZE_OUTCOMES).count() == 3
     assert read_for_run(spark, store, other, T.BRONZE_OUTCOMES).count() == 5
+
+
+def test_long_spark_steps_log_their_progress(spark, caplog):
+    """SparkProgress reports tasks done / total while a slow job runs, and nothing after it."""
+    import logging
+    import time
+
+    from riskgraph.runtime import SparkProgress
+
+    def slow(rows):
+        time.sleep(0.6)
+        yield sum(1 for _ in rows)
+
+    with caplog.at_level(logging.INFO, logger="riskgraph.test_progress"):
+        with SparkProgress(spark, "slow step", every_s=0.2, logger=logging.getLogger("riskgraph.test_progress")) as p:
+            assert spark.sparkContext.parallelize(range(40), 4).mapPartitions(slow).sum() == 40
+        time.sleep(0.5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "riskgraph.test_progress"]
+    assert lines and all(m.startswith("slow step: ") and "/4 tasks done" in m for m in lines), lines
+    assert p.snapshot() == (0, 0, 0)  # nothing active once the job is over

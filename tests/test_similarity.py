@@ -86,6 +86,35 @@ def test_an_item_like_many_earlier_strangers_is_a_hub_and_links_nobody(spark):
     assert out.filter("is_hub").count() == 0
 
 
+def test_a_crowd_in_one_town_is_no_hub_but_one_across_the_country_is(spark):
+    """hub_spread_km: five strangers' photos of one decor a day apart; taken within a few km
+    (an intermediary's back office) they keep linking, taken in five cities (a chain's decor)
+    they are a hub from the third earlier applicant on; without GPS the count alone decides."""
+    gps_items = ITEMS + ", gps_lat double, gps_lon double"
+    pairs = spark.createDataFrame([(f"s{j}", f"s{i}", 0.9) for j in range(5) for i in range(j)],
+                                  "media_key string, anchor_key string, similarity double")
+    town = [(f"s{i}", f"S{i}", f"Q{i}", "selfie", _t(i), 31.23 + 0.01 * i, 121.47) for i in range(5)]   # ~1 km apart
+    country = [(f"s{i}", f"S{i}", f"Q{i}", "selfie", _t(i), 23.0 + 3.0 * i, 113.0 + 1.5 * i) for i in range(5)]
+    no_gps = [(f"s{i}", f"S{i}", f"Q{i}", "selfie", _t(i), None, None) for i in range(5)]
+
+    def hubs(rows):
+        out = media_links(spark.createDataFrame(rows, gps_items), pairs, modality="background", hub_min_applicants=3,
+                          hub_window_days=30, hub_spread_km=50)
+        own = out.filter(F.col("media_key") == F.col("value"))
+        return ({r["media_key"] for r in own.filter("is_hub").collect()},
+                {r["media_key"]: r["earlier_median_km"] for r in own.collect()})
+
+    hub, km = hubs(town)
+    assert hub == set() and km["s0"] is None and 1.0 < km["s3"] < 3.0   # s3's earlier: 3.3, 2.2, 1.1 km -> 2.2
+    hub, km = hubs(country)
+    assert hub == {"s3", "s4"} and km["s3"] > 300
+    hub, _ = hubs(no_gps)
+    assert hub == {"s3", "s4"}
+    with pytest.raises(Exception, match="gps_lat"):
+        media_links(spark.createDataFrame(town, gps_items).drop("gps_lat"), pairs, modality="background",
+                    hub_min_applicants=3, hub_window_days=30, hub_spread_km=50)
+
+
 def test_blacklist_hits_count_only_after_the_entry_was_added(spark):
     app_items = spark.createDataFrame([("c1", "A1", "P1", "call", _t(5)), ("c2", "A2", "P2", "call", _t(20))], ITEMS)
     samples = spark.createDataFrame([("b1", "BL1", _t(10))], "media_key string, entry_id string, added_ts timestamp")
@@ -116,3 +145,44 @@ def test_similarity_features_use_only_outcomes_known_before_the_application(spar
     assert f["A3"]["sim_voice_max_bad_similarity"] == pytest.approx(0.95)  # A2's bad outcome came later
     assert f["A3"]["sim_voice_is_hub"] == 0 and f["A4"]["sim_voice_is_hub"] == 1
     assert f["A4"]["sim_voice_prior_apps"] is None  # filled with 0 by assemble_features
+
+
+def test_operating_points_equal_a_brute_force_count():
+    """A model card's operating points on labelled vectors: each threshold is the rate's
+    quantile of the different-label pairs, its true-match rate the share of same-label pairs
+    above it; rates the sample cannot estimate are left out."""
+    from riskgraph.embedders.base import l2_normalise
+    from riskgraph.features.similarity import operating_points
+
+    rng = np.random.default_rng(1)
+    place = np.repeat(np.arange(60), 3)
+    emb = l2_normalise(rng.normal(size=(60, 16))[place] + 0.7 * rng.normal(size=(180, 16)))
+    ops = {o["false_match_rate"]: o for o in operating_points(emb, place, false_match_rates=(1e-2, 1e-3, 1e-5))}
+    assert set(ops) == {1e-2, 1e-3}  # 15,930 impostor pairs cannot estimate 1e-5
+    s = emb @ emb.T
+    iu = np.triu_indices(180, 1)
+    same = place[iu[0]] == place[iu[1]]
+    imp, gen = s[iu][~same], s[iu][same]
+    for f, o in ops.items():
+        assert o["impostor_pairs"] == len(imp) and o["genuine_pairs"] == len(gen)
+        assert o["threshold"] == pytest.approx(float(np.quantile(imp, 1 - f, method="higher")), abs=1e-6)
+        assert abs(np.mean(imp >= o["threshold"]) - f) < 2.0 / len(imp)
+        assert o["true_match_rate"] == pytest.approx(np.mean(gen >= o["threshold"]), abs=1e-4)
+
+
+def test_model_calibration_takes_the_models_operating_point():
+    """similarity.<m>.calibration: model picks the folder's threshold at exactly the configured
+    false-match rate, and without one says what to do."""
+    from types import SimpleNamespace
+
+    from jobs.link_media import model_threshold
+
+    emb = SimpleNamespace(model_id="voice-cnn", model_version="v1", operating_points=[
+        {"false_match_rate": 1e-3, "threshold": 0.88, "true_match_rate": 0.8},
+        {"false_match_rate": 1e-4, "threshold": 0.93, "true_match_rate": 0.46}])
+    got = model_threshold(emb, "voice", 1e-4)
+    assert (got["source"], got["threshold"], got["true_match_rate_dev"], got["model_version"]) == ("model", 0.93, 0.46, "v1")
+    with pytest.raises(ValueError, match=r"no operating point at false_match_rate 1e-05.*calibration: data"):
+        model_threshold(emb, "voice", 1e-5)
+    with pytest.raises(ValueError, match="it has none"):
+        model_threshold(SimpleNamespace(model_id="m", model_version="v", operating_points=None), "background", 1e-4)

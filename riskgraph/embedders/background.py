@@ -35,7 +35,8 @@ import numpy as np
 from riskgraph.embedders.base import l2_normalise, version_digest
 from riskgraph.embedders.image_cues import CUE_NAMES, CueConfig, cue_parts, zone_weights
 from riskgraph.embedders.image_deep import (
-    DinoConfig, Dinov2Backbone, EffNetConfig, EfficientNetLite0Backbone, choose_device,
+    METRIC_MODEL_TYPE, DinoConfig, Dinov2Backbone, EffNetConfig, EfficientNetLite0Backbone,
+    EfficientNetLite0MetricBackbone, ModelFolderError, choose_device, read_metric_config,
 )
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ log = logging.getLogger(__name__)
 __all__ = [
     "PHOTO_ZONES", "photo_zones", "BackgroundSettings", "BackgroundEmbedder", "decode_photo",
     "fuse_parts", "LocalFeatures", "GeometricReranker", "place_photo_set", "recall_at_1",
-    "same_place_auc", "topk",
+    "same_place_auc", "topk", "choose_fusion_weights", "FUSION_WEIGHT_GRID",
 ]
 
-DEEP_PARTS = ("effnet", "dino")
+DEEP_PARTS = ("effnet", "effnet_ft", "dino")
 PART_NAMES = CUE_NAMES + DEEP_PARTS
 
 
@@ -115,10 +116,12 @@ class BackgroundSettings:
     """Everything that defines a background model version (with the deep weights themselves).
 
     ``weights``: fusion weight per part (``colour``, ``lbp``, ``hog``, ``gist``, ``effnet``,
-    ``dino``; 0 or absent: not computed). ``person_weight``: per part, what a pixel of the subject
+    ``effnet_ft``, ``dino``; 0 or absent: not computed). ``person_weight``: per part, what a pixel of the subject
     zone counts (0 masked .. 1 untouched); parts not listed use ``default_person_weight``.
     ``default_kind``: the photo kind assumed for items given without one. ``dino_folder``: the
-    local DINOv2 folder (required when ``dino`` has a weight). Defaults were chosen on validation
+    local DINOv2 folder (required when ``dino`` has a weight); ``effnet_ft_folder``: the folder of
+    the fine-tuned EfficientNet-Lite0 (required when ``effnet_ft`` has a weight; it pools with the
+    person weight it was trained with). Defaults were chosen on validation
     places (bench/bench_media_quality_background.py), never on the test places.
     """
 
@@ -132,6 +135,7 @@ class BackgroundSettings:
     effnet: EffNetConfig = field(default_factory=lambda: EffNetConfig(layers=(11,), gem_p=3.0))
     dino: DinoConfig = field(default_factory=DinoConfig)
     dino_folder: str | None = None
+    effnet_ft_folder: str | None = None
     num_threads: int | None = 1
     allow_cuda: bool = False
 
@@ -141,6 +145,8 @@ class BackgroundSettings:
             raise ValueError(f"unknown parts {sorted(unknown)}; known: {list(PART_NAMES)}")
         if self.weights.get("dino", 0) > 0 and not self.dino_folder:
             raise ValueError("part 'dino' has a weight but no dino_folder is set")
+        if self.weights.get("effnet_ft", 0) > 0 and not self.effnet_ft_folder:
+            raise ValueError("part 'effnet_ft' has a weight but no effnet_ft_folder is set")
         for name, pw in {**self.person_weight, "default": self.default_person_weight}.items():
             if not 0.0 <= pw <= 1.0:
                 raise ValueError(f"person weight of {name!r} must lie in [0, 1], got {pw}")
@@ -155,7 +161,15 @@ class BackgroundSettings:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["dino_folder"] = str(self.dino_folder) if self.dino_folder else None
+        d["effnet_ft_folder"] = str(self.effnet_ft_folder) if self.effnet_ft_folder else None
         return d
+
+    def version_dict(self) -> dict:
+        """What the model version digests: the settings that change a vector. Not where the
+        folders are (their contents are digested instead, so a moved folder keeps its version),
+        nor threads or the device (a GPU executor and the CPU driver must agree on the version)."""
+        return {k: v for k, v in self.to_dict().items()
+                if k not in ("dino_folder", "effnet_ft_folder", "num_threads", "allow_cuda")}
 
 
 class BackgroundEmbedder:
@@ -178,18 +192,22 @@ class BackgroundEmbedder:
                                                  num_threads=settings.num_threads) if "effnet" in active else None
         self._dino = Dinov2Backbone(settings.dino_folder, cfg=settings.dino, device=self.device,
                                     num_threads=settings.num_threads) if "dino" in active else None
+        self._effnet_ft = EfficientNetLite0MetricBackbone(settings.effnet_ft_folder, device=self.device,
+                                                          num_threads=settings.num_threads) if "effnet_ft" in active else None
         cue_names = tuple(c for c in CUE_NAMES if c in active)
         self._cue_cfgs = {pw: CueConfig(**{**settings.cues.to_dict(), "cues": tuple(
             c for c in cue_names if settings.pw(c) == pw), "person_weight": pw})
             for pw in sorted({settings.pw(c) for c in cue_names})}
         self._dims = self._part_dims()
         self.dim = int(sum(self._dims[p] for p in active))
-        digest_parts: list[Any] = [settings.to_dict(), PHOTO_ZONES]
-        if self._effnet is not None:
-            digest_parts.append(self._effnet.weights_digest())
-        if self._dino is not None:
-            digest_parts.append(self._dino.weights_digest())
+        digest_parts: list[Any] = [settings.version_dict(), PHOTO_ZONES]
+        for backbone in (self._effnet, self._dino, self._effnet_ft):
+            if backbone is not None:
+                digest_parts.append(backbone.weights_digest())
         self.model_version = version_digest(*digest_parts)
+        # thresholds at false-match rates on labelled validation places (set by from_folder when
+        # the folder measured them for exactly this model; link_media's calibration: model)
+        self.operating_points: list[dict] | None = None
         log.info("background model %s version %s on %s: parts %s, dim %d", model_id, self.model_version,
                  self.device, {p: settings.weights[p] for p in active}, self.dim)
 
@@ -218,6 +236,35 @@ class BackgroundEmbedder:
         w = dict(weights) if weights is not None else {**{k: v for k, v in base.weights.items() if k != "effnet"},
                                                        "dino": 1.0}
         return cls.from_settings({**base.to_dict(), "weights": w, "dino_folder": str(folder), **overrides})
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, **overrides: Any) -> "BackgroundEmbedder":
+        """The model a local folder describes: a fine-tuned EfficientNet-Lite0
+        (``jobs/train_background.py --arch effnet``; its ``config.json`` carries the fusion weights
+        chosen on validation places) or a DINOv2 checkpoint in transformers' layout (a deployment's
+        real weights, or ``--arch dinov2``), fused with the classic cues."""
+        import json
+
+        p = Path(folder)
+        conf_file = p / "config.json"
+        if not conf_file.is_file():
+            raise ModelFolderError(f"background model folder {str(p)!r} has no config.json "
+                                   "(models load from local folders only; see models/README.md)")
+        model_type = json.loads(conf_file.read_text()).get("model_type")
+        if model_type == METRIC_MODEL_TYPE:
+            conf = read_metric_config(p)
+            weights = dict(conf.get("fusion", {}).get("weights") or {"effnet_ft": 1.0})
+            emb = cls.from_settings({**BackgroundSettings().to_dict(), "weights": weights, "effnet_ft_folder": str(p),
+                                     **overrides})
+            # the folder's operating points were measured on exactly this model: an override that
+            # changes a vector (anything but the device or threads) makes them not apply
+            if not set(overrides) - {"allow_cuda", "num_threads"}:
+                emb.operating_points = (conf.get("operating_points") or {}).get("points")
+            return emb
+        if model_type == "dinov2":
+            return cls.with_dinov2(p, **overrides)
+        raise ModelFolderError(f"background model folder {str(p)!r} holds model_type {model_type!r}; expected "
+                               f"{METRIC_MODEL_TYPE!r} (jobs/train_background.py) or 'dinov2' (transformers)")
 
     # -- Embedder protocol -------------------------------------------------------------------
 
@@ -258,11 +305,11 @@ class BackgroundEmbedder:
                     for c in todo:
                         rows[c].append(res[c])
             out.update({c: np.stack(v).astype(np.float32) for c, v in rows.items()})
-        for name, backbone in (("effnet", self._effnet), ("dino", self._dino)):
+        for name, backbone in (("effnet", self._effnet), ("dino", self._dino), ("effnet_ft", self._effnet_ft)):
             if name in want:
                 if backbone is None:
                     raise ValueError(f"part {name!r} is not loaded in this model")
-                pw = self.settings.pw(name)
+                pw = backbone.cfg.person_weight if name == "effnet_ft" else self.settings.pw(name)
                 out[name] = backbone.embed(imgs, [self._weights(im, k, pw) for im, k in zip(imgs, kinds)])
         return out
 
@@ -280,6 +327,8 @@ class BackgroundEmbedder:
             dims["effnet"] = self._effnet.dim
         if self._dino is not None:
             dims["dino"] = self._dino.dim
+        if self._effnet_ft is not None:
+            dims["effnet_ft"] = self._effnet_ft.dim
         return dims
 
 
@@ -469,3 +518,30 @@ def same_place_auc(emb: np.ndarray, place: np.ndarray) -> float:
     s = emb.astype(np.float32) @ emb.astype(np.float32).T
     iu = np.triu_indices(len(place), 1)
     return float(roc_auc_score(place[iu[0]] == place[iu[1]], s[iu]))
+
+
+FUSION_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def choose_fusion_weights(parts: Mapping[str, np.ndarray], names: Sequence[str], place: np.ndarray,
+                          passes: int = 2, grid: Sequence[float] = FUSION_WEIGHT_GRID) -> dict[str, float]:
+    """Fusion weights maximising same-place recall@1 of ``fuse_parts(parts, w)`` on labelled
+    (validation) photos: start from the best part alone at weight 1, then coordinate search over
+    ``grid`` for each part, ``passes`` times (a weight changes only when recall strictly rises,
+    so ties keep the simpler model)."""
+    def r1(w: Mapping[str, float]) -> float:
+        return recall_at_1(topk(fuse_parts(parts, w), 1)[0][:, 0], place)
+
+    best_single = max(names, key=lambda n: r1({n: 1.0}))
+    w = {n: (1.0 if n == best_single else 0.0) for n in names}
+    best = r1(w)
+    for _ in range(passes):
+        for n in names:
+            for v in grid:
+                trial = {**w, n: v}
+                if not any(x > 0 for x in trial.values()):
+                    continue
+                r = r1(trial)
+                if r > best + 1e-9:
+                    best, w = r, trial
+    return w

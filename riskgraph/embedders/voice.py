@@ -332,6 +332,9 @@ class VoiceprintEmbedder:
         self.cnn = CnnConfig.from_dict(config["architecture"])
         self.frontend = LogMelConfig(**config["frontend"])
         self.training = config.get("training", {})
+        # thresholds at false-match rates measured on labelled valid speakers (link_media's
+        # similarity.voice.calibration: model); None when the folder has none
+        self.operating_points = (config.get("operating_points") or {}).get("points")
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         self.model_version = version_digest({"architecture": config["architecture"], "frontend": config["frontend"]},
                                             *_state_arrays(state))
