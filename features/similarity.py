@@ -138,7 +138,8 @@ def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_ap
     across the country), or a median of more than ``hub_age_days`` earlier (a bank lobby, an
     office, a shop that people pass through all year). An intermediary's back office is
     neither: a gang of one town fills it in one burst. Without either setting the count alone
-    decides. ``links``: not ``is_hub`` (a hub item links nobody, nor does it serve as an
+    decides; where no distance is known (no GPS fixes) the age decides, or the count alone when
+    ``hub_age_days`` is not set. ``links``: not ``is_hub`` (a hub item links nobody, nor does it serve as an
     anchor for later items) and, with ``max_link_km``, the two applications' GPS fixes are at
     most that far apart. A look-alike between two random applications is typically a thousand km
     away, while a gang's members apply near their intermediary, so nearness is evidence too:
@@ -184,7 +185,9 @@ def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_ap
     if hub_spread_km is not None or hub_age_days is not None:
         spread = F.lit(False)
         if hub_spread_km is not None:
-            spread = spread | F.coalesce(F.col("_spread_km") > float(hub_spread_km), F.lit(False))
+            # no distance known (no GPS on this side or theirs): the age decides, or the count
+            # alone when there is no age rule
+            spread = spread | F.coalesce(F.col("_spread_km") > float(hub_spread_km), F.lit(hub_age_days is None))
         if hub_age_days is not None:
             spread = spread | (F.col("_age_days") > float(hub_age_days))
         is_hub = is_hub & spread

@@ -110,7 +110,7 @@ def build_world(spark, cfg, media_bytes) -> dict[tuple[str, str], str]:
     def link(a, kind, anchor, sim, *, hub=False, live=True):
         aa, ak = anchor
         m = S.MEDIA_KINDS[kind]
-        return (a, APPS[a], m, keys[anchor], keys[(a, kind)], kind, aa, APPS[aa], sim, hub, live, 0, None, RUN_DATE)
+        return (a, APPS[a], m, keys[anchor], keys[(a, kind)], kind, aa, APPS[aa], sim, hub, live, 0, None, None, None, RUN_DATE)
 
     rows = [link(a, kind, (a, kind), 1.0, hub=(a == "A003"), live=(a != "A003")) for (a, kind) in sorted(keys)]
     rows += [
@@ -124,7 +124,7 @@ def build_world(spark, cfg, media_bytes) -> dict[tuple[str, str], str]:
         link("A005", "call", ("A002", "call"), 0.71),
         link("A005", "purpose", ("A001", "purpose"), 0.95),
         ("A005", APPS["A005"], "blacklist", "BL-0042", keys[("A005", "call")], "call", None,
-         dt.datetime(2026, 2, 1, tzinfo=UTC), 0.87, False, True, 0, "voice", RUN_DATE),
+         dt.datetime(2026, 2, 1, tzinfo=UTC), 0.87, False, True, 0, None, None, "voice", RUN_DATE),
     ]
     _write(spark, cfg, T.MEDIA_LINKS, S.MEDIA_LINKS, rows, lambda r: r[-1])
 
@@ -265,8 +265,8 @@ def test_no_gang_unknown_application_and_missing_links(spark, world, cfg_factory
 def _early(spark, cfg, tmp_path):
     """A report for a run date before the application landed: the links snapshot of that date
     does not exist either, so write one (an empty day would be refused first)."""
-    rows = [("A001", APPS["A001"], "background", "m:x", "m:x", "selfie", "A001", APPS["A001"], 1.0, False, True, 0, None,
-             "2026-03-01")]
+    rows = [("A001", APPS["A001"], "background", "m:x", "m:x", "selfie", "A001", APPS["A001"], 1.0, False, True, 0, None, None,
+             None, "2026-03-01")]
     df = spark.createDataFrame(rows, S.struct(S.MEDIA_LINKS))
     choose_store(spark, "delta-rs").write(df, T.MEDIA_LINKS.uri(cfg), partition_col=S.RUN_DATE, partitions=["2026-03-01"],
                                           run_id="test-early")

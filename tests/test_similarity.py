@@ -109,10 +109,49 @@ def test_a_crowd_in_one_town_is_no_hub_but_one_across_the_country_is(spark):
     hub, km = hubs(country)
     assert hub == {"s3", "s4"} and km["s3"] > 300
     hub, _ = hubs(no_gps)
-    assert hub == {"s3", "s4"}
+    assert hub == {"s3", "s4"}  # no distance known, no age rule: the count decides
     with pytest.raises(Exception, match="gps_lat"):
         media_links(spark.createDataFrame(town, gps_items).drop("gps_lat"), pairs, modality="background",
                     hub_min_applicants=3, hub_window_days=30, hub_spread_km=50)
+
+
+def test_a_crowd_spread_over_months_is_a_hub_but_one_burst_is_not(spark):
+    """hub_age_days: five strangers' photos of one decor in one town; a week apart each (a bank
+    lobby visited all year) they are a hub once the earlier ones are a median of more than 10
+    days old; within hours of each other (a gang's burst) they keep linking, with or without
+    GPS."""
+    gps_items = ITEMS + ", gps_lat double, gps_lon double"
+    pairs = spark.createDataFrame([(f"s{j}", f"s{i}", 0.9) for j in range(5) for i in range(j)],
+                                  "media_key string, anchor_key string, similarity double")
+
+    def hubs(step_days, lat):
+        rows = [(f"s{i}", f"S{i}", f"Q{i}", "selfie", _t(step_days * i), lat, 121.47 if lat is not None else None) for i in range(5)]
+        out = media_links(spark.createDataFrame(rows, gps_items), pairs, modality="background", hub_min_applicants=3,
+                          hub_window_days=365, hub_spread_km=50, hub_age_days=10)
+        own = out.filter(F.col("media_key") == F.col("value"))
+        return {r["media_key"] for r in own.filter("is_hub").collect()}, {r["media_key"]: r["earlier_median_days"] for r in own.collect()}
+
+    hub, days = hubs(7, 31.23)
+    assert hub == {"s3", "s4"} and days["s3"] == 14.0 and days["s0"] is None  # s3's earlier: 21, 14, 7 days
+    assert hubs(7, None)[0] == {"s3", "s4"}     # without GPS the age still decides
+    assert hubs(0.05, 31.23)[0] == set()        # a burst in one town: no hub
+    assert hubs(0.05, None)[0] == set()         # a burst without GPS: the age says no, the distance cannot say yes
+
+
+def test_far_links_stay_evidence_and_unknown_distance_needs_the_stricter_point(spark):
+    """max_link_km / unknown_km_threshold: a pair 1,000 km apart is a row but no link; a pair
+    with no GPS on one side links only at the stricter threshold; a near pair links."""
+    gps_items = ITEMS + ", gps_lat double, gps_lon double"
+    items = spark.createDataFrame([("a", "A1", "P1", "call", _t(0), 31.23, 121.47), ("b", "A2", "P2", "call", _t(1), 31.24, 121.47),
+                                   ("c", "A3", "P3", "call", _t(2), 39.90, 116.40), ("d", "A4", "P4", "call", _t(3), None, None),
+                                   ("e", "A5", "P5", "call", _t(4), None, None)], gps_items)
+    pairs = spark.createDataFrame([("b", "a", 0.95), ("c", "a", 0.99), ("d", "a", 0.95), ("e", "a", 0.985)],
+                                  "media_key string, anchor_key string, similarity double")
+    out = media_links(items, pairs, modality="voice", hub_min_applicants=10, hub_window_days=30, max_link_km=50,
+                      unknown_km_threshold=0.98)
+    got = {r["media_key"]: r["links"] for r in out.filter(F.col("value") == "a").filter(F.col("media_key") != "a").collect()}
+    assert got == {"b": True, "c": False, "d": False, "e": True}
+    assert out.filter(F.col("media_key") == F.col("value")).filter(~F.col("links")).count() == 0  # own rows always link
 
 
 def test_blacklist_hits_count_only_after_the_entry_was_added(spark):
