@@ -37,6 +37,7 @@ from riskgraph.embedders.background import (  # noqa: E402
 )
 from riskgraph.embedders.image_cues import CUE_NAMES  # noqa: E402
 
+
 def global_r1(parts: dict, weights: dict, place: np.ndarray) -> float:
     idx, _ = topk(fuse_parts(parts, weights), 1)
     return recall_at_1(idx[:, 0], place)

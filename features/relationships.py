@@ -23,10 +23,11 @@ Rules (``classify``, thresholds in ``conf`` ``relationships``), first match wins
 3. **friend**: one referral code and nothing else (no IP, device, phone or e-mail in common);
 4. **none**.
 
-Where it pays (``explained_pairs``): a link that a relationship explains — a family's home IP
-and family device, a flat's IP, friends' shared referral code — does not make a gang on its
-own. A related pair that also shares anything else (a phone, an e-mail, a GPS burst, a room
-or a voice) keeps its link, and so does one that applied together (within
+Where it pays (``explained_pairs``): a link that a relationship explains (``relationships.
+explains``) — a family's home IP, family device and home's rooms, a flat's IP and rooms,
+colleagues' office rooms, friends' shared referral code — does not make a gang on its own. A
+related pair that also shares anything else (a phone, an e-mail, a GPS burst, a voice) keeps
+its link, and so does one that applied together (within
 ``relationships.together_hours``): a relationship explains a shared home or a friend's code,
 not two applications made in one wave, which is how an intermediary's recruits apply.
 "Related" is a feature and a reason not to link, never an accusation.

@@ -126,7 +126,7 @@ def linked_pairs(neighbours: DataFrame, items: DataFrame, *, threshold: float) -
 
 def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_applicants: int,
                 hub_window_days: float, hub_spread_km: float | None = None, hub_age_days: float | None = None,
-                max_link_km: float | None = None, unknown_km_threshold: float | None = None) -> DataFrame:
+                max_link_km: float | None = None, unknown_distance_threshold: float | None = None) -> DataFrame:
     """The links table's rows of one modality (``schemas.MEDIA_LINKS`` without run_date).
 
     For every application item: one row with its own key as anchor (similarity 1), and one per
@@ -143,7 +143,7 @@ def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_ap
     anchor for later items) and, with ``max_link_km``, the two applications' GPS fixes are at
     most that far apart. A look-alike between two random applications is typically a thousand km
     away, while a gang's members apply near their intermediary, so nearness is evidence too:
-    where a side sent no fix, the pair must instead reach ``unknown_km_threshold`` (a stricter
+    where a side sent no fix, the pair must instead reach ``unknown_distance_threshold`` (a stricter
     operating point; None: kept at the threshold the pairs passed). A row that is no link stays,
     as evidence, with ``links`` false.
 
@@ -165,21 +165,28 @@ def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_ap
     window_us = int(hub_window_days * DAY_US)
     in_window = F.unix_micros("item_ts") - F.unix_micros("anchor_ts") <= window_us
     km = haversine_m(F.col("gps_lat"), F.col("gps_lon"), F.col("anchor_lat"), F.col("anchor_lon")) / 1000.0
-    crowd = (
+    # one vote per earlier applicant (its nearest item), so three photos of one room by one
+    # applicant count once, like the count itself
+    per_applicant = (
         to_earlier.filter(in_window & (F.col("anchor_applicant_id") != F.col("applicant_id")))
-        .groupBy("media_key").agg(F.countDistinct("anchor_applicant_id").alias("_crowd"),
-                                  F.median(km).alias("_spread_km"),  # exact median; nulls (no GPS) skipped
-                                  F.median((F.unix_micros("item_ts") - F.unix_micros("anchor_ts")) / DAY_US).alias("_age_days"))
+        .groupBy("media_key", "anchor_applicant_id").agg(F.min(km).alias("_km"), F.min(
+            (F.unix_micros("item_ts") - F.unix_micros("anchor_ts")) / DAY_US).alias("_days"))
     )
+    crowd = per_applicant.groupBy("media_key").agg(
+        F.count("*").alias("_crowd"),
+        F.median("_km").alias("_spread_km"),  # exact median; nulls (no GPS) skipped
+        F.median("_days").alias("_age_days"))
+    cols = ["media_key", "application_id", "applicant_id", "kind", "item_ts", "anchor_key", "anchor_application_id",
+            "anchor_applicant_id", "anchor_ts", "similarity"]
     own = it.select("media_key", "application_id", "applicant_id", "kind", "item_ts",
                     F.col("media_key").alias("anchor_key"), F.col("application_id").alias("anchor_application_id"),
                     F.col("applicant_id").alias("anchor_applicant_id"), F.col("item_ts").alias("anchor_ts"),
                     F.lit(1.0).alias("similarity"), F.lit(0.0).alias("_km"))
-    rows = to_earlier.select(*own.columns[:-1], km.alias("_km")).unionByName(own).join(crowd, "media_key", "left")
+    rows = to_earlier.select(*cols, km.alias("_km")).unionByName(own).join(crowd, "media_key", "left")
     if max_link_km is None:
         near = F.lit(True)
     else:
-        unknown_ok = F.lit(True) if unknown_km_threshold is None else F.col("similarity") >= F.lit(float(unknown_km_threshold))
+        unknown_ok = F.lit(True) if unknown_distance_threshold is None else F.col("similarity") >= F.lit(float(unknown_distance_threshold))
         near = F.when(F.col("_km").isNull(), unknown_ok).otherwise(F.col("_km") <= float(max_link_km))
     is_hub = F.coalesce(F.col("_crowd"), F.lit(0)) >= int(hub_min_applicants)
     if hub_spread_km is not None or hub_age_days is not None:

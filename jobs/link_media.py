@@ -17,7 +17,8 @@ from pyspark.sql import functions as F
 from riskgraph import link_sources as LS
 from riskgraph import schemas as S
 from riskgraph import tables as T
-from riskgraph.features.similarity import (blacklist_media_hits, blacklist_value_hits, calibrate_threshold,
+from riskgraph.embedders.base import Embedder
+from riskgraph.features.similarity import (IDENTICAL, blacklist_media_hits, blacklist_value_hits, calibrate_threshold,
                                            linked_pairs, media_links)
 from riskgraph.features.vector_search import IndexSettings, build_index, search
 from riskgraph.inputs import bronze_as_of, with_run_date
@@ -32,7 +33,7 @@ def wanted_types(cfg) -> tuple[str, ...]:
     return tuple(t for t in cfg.graph.sources if LS.get(t).table == LS.MEDIA_LINKS_TABLE)
 
 
-def current_vectors(spark: SparkSession, store, ctx: JobContext, modality: str):
+def current_vectors(spark: SparkSession, store, ctx: JobContext, modality: str) -> tuple[DataFrame | None, Embedder | None]:
     """``(vectors, model)``: the modality's embeddings landed by the run date, of the model
     version the embed step uses now (older versions' rows stay in the table for whoever pinned
     them), and that model (its id, version and operating points); ``(None, None)`` without a
@@ -63,7 +64,8 @@ def model_threshold(emb, modality: str, false_match_rate: float) -> dict:
     raise ValueError(f"similarity.{modality}.calibration is 'model' but model {emb.model_id} {emb.model_version} has no "
                      f"operating point at false_match_rate {false_match_rate:g} (it has {have or 'none'}): set "
                      f"similarity.{modality}.false_match_rate to one of those, measure them with the model's training job "
-                     f"(jobs/train_background.py, jobs/train_voiceprint.py --operating-points-only), or use calibration: data")
+                     f"(jobs/train_background.py, jobs/train_voiceprint.py --operating-points-only), or use calibration: data. "
+                     f"A folder's points also do not apply once embed.{modality}.params change the model's vectors")
 
 
 def calibration_sample(items: DataFrame, *, train_until, n: int, min_items: int, seed: int):
@@ -84,13 +86,15 @@ def calibration_sample(items: DataFrame, *, train_until, n: int, min_items: int,
 
 
 def _share_above(v, owners, threshold: float) -> float:
-    """Share of the calibration sample's cross-applicant pairs at or above ``threshold``."""
+    """Share of the calibration sample's cross-applicant pairs at or above ``threshold``, over
+    the pairs calibrate_threshold scores (identical vectors left out), so it reads as a rate."""
     import numpy as np
 
     above = total = 0
     for i in range(0, len(v), 512):  # blocks of rows, as calibrate_threshold
         s = v[i:i + 512] @ v.T
-        keep = (np.arange(len(v))[None, :] > np.arange(i, min(i + 512, len(v)))[:, None]) & (owners[i:i + 512][:, None] != owners[None, :])
+        keep = ((np.arange(len(v))[None, :] > np.arange(i, min(i + 512, len(v)))[:, None])
+                & (owners[i:i + 512][:, None] != owners[None, :]) & (s < IDENTICAL))
         above += int((s[keep] >= threshold).sum())
         total += int(keep.sum())
     return above / max(total, 1)
@@ -129,7 +133,12 @@ def link_modality(spark: SparkSession, ctx: JobContext, store, modality: str, ap
         cal["data_share_above"] = round(float(_share_above(v, owners, from_model["threshold"])), 8) if len(v) > 1 else None
     threshold = cal["threshold"]
     if ms.max_link_km is not None and ms.unknown_distance_fmr is not None and strict is None:
-        strict = calibrate_threshold(v, owners, false_match_rate=ms.unknown_distance_fmr)["threshold"]
+        try:
+            strict = calibrate_threshold(v, owners, false_match_rate=ms.unknown_distance_fmr)["threshold"]
+        except ValueError as e:  # a small calibration period: pairs without GPS pass at the main threshold
+            cal["unknown_distance_note"] = (f"similarity.{modality}.unknown_distance_fmr {ms.unknown_distance_fmr:g} cannot be "
+                                            f"estimated on this sample ({e}); pairs without a GPS fix use the main threshold")
+            log.warning("link_media %s: %s", modality, cal["unknown_distance_note"])
     cal["unknown_distance_threshold"] = strict
     out_dir = cfg.paths.table("work", "index", ctx.run_id, modality)
     settings = IndexSettings(exact_max_vectors=sc.exact_max_vectors, nprobe=sc.nprobe, shards=sc.shards)
@@ -138,7 +147,7 @@ def link_modality(spark: SparkSession, ctx: JobContext, store, modality: str, ap
     pairs = linked_pairs(neighbours, items, threshold=threshold)
     rows = media_links(items, pairs, modality=modality, hub_min_applicants=ms.hub_min_applicants,
                        hub_window_days=ms.hub_window_days, hub_spread_km=ms.hub_spread_km, hub_age_days=ms.hub_age_days, max_link_km=ms.max_link_km,
-                       unknown_km_threshold=strict)
+                       unknown_distance_threshold=strict)
     bl_samples = vectors.filter(F.col("blacklist_entry_id").isNotNull()).join(
         samples.select(F.col("media_key"), "entry_id", "added_ts"), "media_key")
     bl = blacklist_media_hits(neighbours, items, bl_samples, modality=modality, threshold=threshold)

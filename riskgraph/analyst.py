@@ -301,6 +301,8 @@ def _neighbour_label(r) -> tuple[str, str]:
         flags.append("HUB item")
     if r.anchor_hub:
         flags.append("hub anchor")
+    if not (r.links or r.is_hub or r.anchor_hub):
+        flags.append("not linked: far apart / no GPS")  # similar, but kept as evidence only (max_link_km)
     text = f"#{int(r.rank)} sim {r.similarity:.3f}  {r.anchor_application_id}\n{', '.join(flags)}\n" \
            f"{r.anchor_kind or '?'} ~ its {r.kind}"
     return text, (BAD_COLOUR if r.bad_known else "black")
@@ -464,8 +466,9 @@ def render_texts(own: pd.DataFrame, neighbours: pd.DataFrame, texts: Mapping[str
             a, b = clean.get(r.media_key), clean.get(r.value)
             diff = word_diff_html(a, b) if a is not None and b is not None else \
                 (e(b) if b is not None else "<i>file missing or undecodable</i>")
-            flags = ("<span class='bad'>bad known</span>" if r.bad_known else "no bad known") + \
-                (" <span class='hub'>HUB item</span>" if r.is_hub else "") + (" <span class='hub'>hub anchor</span>" if r.anchor_hub else "")
+            flags = (("<span class='bad'>bad known</span>" if r.bad_known else "no bad known")
+                     + (" <span class='hub'>HUB item</span>" if r.is_hub else "") + (" <span class='hub'>hub anchor</span>" if r.anchor_hub else "")
+                     + (" <span class='hub'>not linked: far apart / no GPS</span>" if not (r.links or r.is_hub or r.anchor_hub) else ""))
             parts.append(f"<tr><td>{int(r.rank)}</td><td>{r.similarity:.3f}</td><td>{e(str(r.anchor_application_id))}</td>"
                          f"<td>{flags}</td><td>{diff}</td></tr>")
         parts.append("</table>")

@@ -318,7 +318,8 @@ class RelationshipSettings(_Frozen):
     together_hours: float | None = Field(default=72.0, gt=0)
     # relation -> the gang link types it explains (graph.link_types, gps_burst)
     explains: dict[str, tuple[str, ...]] = Field(default_factory=lambda: {
-        "family": ("ip", "device"), "flatmate": ("ip", "device"), "friend": ("referrer",)})
+        "family": ("ip", "device", "background"), "flatmate": ("ip", "device", "background"),
+        "colleague": ("background",), "friend": ("referrer",)})
 
     @model_validator(mode="after")
     def _check(self) -> "RelationshipSettings":
@@ -436,6 +437,13 @@ class ModalitySimilarity(_Frozen):
     max_link_km: float | None = Field(default=None, gt=0)  # a link between applications farther apart than this is kept as evidence, not as a graph link
     # where a side has no GPS fix, the pair must pass the threshold at this (stricter) rate instead (None: no stricter rule)
     unknown_distance_fmr: float | None = Field(default=None, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _stricter_without_distance(self) -> "ModalitySimilarity":
+        if self.unknown_distance_fmr is not None and self.unknown_distance_fmr >= self.false_match_rate:
+            raise ValueError(f"unknown_distance_fmr ({self.unknown_distance_fmr:g}) must be below false_match_rate "
+                             f"({self.false_match_rate:g}): pairs without a distance need stronger evidence")
+        return self
 
 
 class SimilaritySettings(_Frozen):

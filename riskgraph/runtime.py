@@ -140,17 +140,17 @@ class SparkProgress:
     """Logs the progress of the Spark jobs a long step runs, every ``every_s`` seconds, from a
     daemon thread polling the driver's status tracker (no listener, no UI needed):
     ``embed background: 12/32 tasks done (38%), 2 running, 95 s``. Use as a context manager
-    around the action; a step shorter than ``every_s`` logs nothing."""
+    around the action; a step shorter than ``every_s`` logs nothing. It counts the tasks of
+    every active stage of the SparkContext: riskgraph runs its steps one at a time, so those
+    are the step's own (the total grows as later stages start)."""
 
     def __init__(self, spark, label: str, *, every_s: float = 30.0, logger: logging.Logger | None = None) -> None:
-        import threading
-
         self._sc = spark.sparkContext
         self.label = label
         self.every_s = every_s
         self._log = logger or log
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"progress:{label}", daemon=True)
+        self._stop = None
+        self._thread = None
         self._t0 = 0.0
 
     def snapshot(self) -> tuple[int, int, int]:
@@ -169,14 +169,19 @@ class SparkProgress:
         while not self._stop.wait(self.every_s):
             try:
                 done, total, running = self.snapshot()
-            except Exception:  # the context is stopping: nothing to report
+            except Exception:  # e.g. the context is stopping: progress is a courtesy, never a failure
+                self._log.debug("%s: progress reporting stopped", self.label, exc_info=True)
                 return
             if total:
                 self._log.info("%s: %d/%d tasks done (%.0f%%), %d running, %.0f s", self.label, done, total,
                                100.0 * done / total, running, time.perf_counter() - self._t0)
 
     def __enter__(self) -> "SparkProgress":
+        import threading
+
         self._t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"progress:{self.label}", daemon=True)
         self._thread.start()
         return self
 

@@ -405,6 +405,36 @@ def test_metric_folder_is_checked(metric_folder, tmp_path):
     (other / "config.json").write_text(json.dumps({**conf, "model_type": "something-else"}))
     with pytest.raises(ModelFolderError, match="something-else"):
         EfficientNetLite0MetricBackbone(other)
+    # weights that are not the ones config.json describes (a half-copied folder): refused
+    import torch
+
+    state = torch.load(folder / "model.pt", weights_only=True)
+    state["proj.bias"] = state["proj.bias"] + 0.01
+    (other / "config.json").write_text(json.dumps(conf))
+    torch.save(state, other / "model.pt")
+    with pytest.raises(ModelFolderError, match="not the model config.json describes"):
+        EfficientNetLite0MetricBackbone(other)
+
+
+def test_from_folder_keeps_the_operating_points_only_for_the_model_they_were_measured_on(metric_folder, tmp_path):
+    """link_media's calibration: model reads the folder's operating points through the embedder;
+    a device or thread change keeps them, an override that changes the vectors drops them."""
+    import json
+    import shutil
+
+    from riskgraph.embedders.background import BackgroundEmbedder
+
+    folder, _, _ = metric_folder
+    f = tmp_path / "with-points"
+    shutil.copytree(folder, f)
+    points = [{"false_match_rate": 1e-4, "threshold": 0.87, "true_match_rate": 0.4}]
+    conf = json.loads((f / "config.json").read_text())
+    (f / "config.json").write_text(json.dumps({**conf, "fusion": {"weights": {"gist": 1.0, "effnet_ft": 1.0}},
+                                               "operating_points": {"points": points}}))
+    assert BackgroundEmbedder.from_folder(f).operating_points == points
+    assert BackgroundEmbedder.from_folder(f, allow_cuda=False, num_threads=2).operating_points == points
+    assert BackgroundEmbedder.from_folder(f, weights={"effnet_ft": 1.0}).operating_points is None
+    assert BackgroundEmbedder.from_folder(folder).operating_points is None  # a folder without points
 
 
 def test_metric_weights_change_the_version(metric_folder, tmp_path):
@@ -474,11 +504,12 @@ def test_choose_fusion_weights_finds_the_useful_part():
 
 
 def test_background_training_reduces_the_loss_and_writes_a_loadable_folder(tmp_path, no_network):
-    """The training job on a tiny set: the loss falls, the folder loads through the embed path
-    and carries the fusion weights and operating points chosen on validation places."""
+    """The training job on a tiny set: the loss falls, and the folder loads through the embed
+    path with the fusion weights chosen on validation places (too few places here to estimate
+    an operating point: the list is empty, not made up)."""
     import json
 
-    from jobs.train_background import TrainSettings, train_background
+    from riskgraph.jobs.train_background import TrainSettings, train_background
     from riskgraph.embedders.background import BackgroundEmbedder
 
     s = TrainSettings(places=12, photos_per_place=3, val_places=6, test_places=6, eval_photos=2, image_size=96,
@@ -491,5 +522,6 @@ def test_background_training_reduces_the_loss_and_writes_a_loadable_folder(tmp_p
     assert conf["fusion"]["weights"] == res["fusion_weights"] and conf["model_version"] == res["model_version"]
     assert conf["training"]["best_step"] in (15, 30)
     m = BackgroundEmbedder.from_folder(tmp_path / "bg")
-    assert m.settings.weights == res["fusion_weights"]
+    assert m.settings.weights == res["fusion_weights"] and m.model_version == res["embedder_version"]
+    assert res["operating_points"] == [] and m.operating_points == []
     assert m.embed_batch(_photos(2)).shape == (2, m.dim)

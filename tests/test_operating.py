@@ -116,7 +116,9 @@ def test_long_spark_steps_log_their_progress(spark, caplog):
     with caplog.at_level(logging.INFO, logger="riskgraph.test_progress"):
         with SparkProgress(spark, "slow step", every_s=0.2, logger=logging.getLogger("riskgraph.test_progress")) as p:
             assert spark.sparkContext.parallelize(range(40), 4).mapPartitions(slow).sum() == 40
+        n_during = sum(r.name == "riskgraph.test_progress" for r in caplog.records)
         time.sleep(0.5)
     lines = [r.getMessage() for r in caplog.records if r.name == "riskgraph.test_progress"]
+    assert len(lines) == n_during  # the thread stopped with the block
     assert lines and all(m.startswith("slow step: ") and "/4 tasks done" in m for m in lines), lines
     assert p.snapshot() == (0, 0, 0)  # nothing active once the job is over

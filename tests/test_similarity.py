@@ -139,7 +139,7 @@ def test_a_crowd_spread_over_months_is_a_hub_but_one_burst_is_not(spark):
 
 
 def test_far_links_stay_evidence_and_unknown_distance_needs_the_stricter_point(spark):
-    """max_link_km / unknown_km_threshold: a pair 1,000 km apart is a row but no link; a pair
+    """max_link_km / unknown_distance_threshold: a pair 1,000 km apart is a row but no link; a pair
     with no GPS on one side links only at the stricter threshold; a near pair links."""
     gps_items = ITEMS + ", gps_lat double, gps_lon double"
     items = spark.createDataFrame([("a", "A1", "P1", "call", _t(0), 31.23, 121.47), ("b", "A2", "P2", "call", _t(1), 31.24, 121.47),
@@ -148,7 +148,7 @@ def test_far_links_stay_evidence_and_unknown_distance_needs_the_stricter_point(s
     pairs = spark.createDataFrame([("b", "a", 0.95), ("c", "a", 0.99), ("d", "a", 0.95), ("e", "a", 0.985)],
                                   "media_key string, anchor_key string, similarity double")
     out = media_links(items, pairs, modality="voice", hub_min_applicants=10, hub_window_days=30, max_link_km=50,
-                      unknown_km_threshold=0.98)
+                      unknown_distance_threshold=0.98)
     got = {r["media_key"]: r["links"] for r in out.filter(F.col("value") == "a").filter(F.col("media_key") != "a").collect()}
     assert got == {"b": True, "c": False, "d": False, "e": True}
     assert out.filter(F.col("media_key") == F.col("value")).filter(~F.col("links")).count() == 0  # own rows always link
@@ -214,7 +214,7 @@ def test_model_calibration_takes_the_models_operating_point():
     false-match rate, and without one says what to do."""
     from types import SimpleNamespace
 
-    from jobs.link_media import model_threshold
+    from riskgraph.jobs.link_media import model_threshold
 
     emb = SimpleNamespace(model_id="voice-cnn", model_version="v1", operating_points=[
         {"false_match_rate": 1e-3, "threshold": 0.88, "true_match_rate": 0.8},

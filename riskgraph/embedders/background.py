@@ -5,7 +5,8 @@ or an ID card in front) should land near each other. :class:`BackgroundEmbedder`
 L2-normalised parts -- the classic cues of :mod:`riskgraph.embedders.image_cues` and the deep
 descriptors of :mod:`riskgraph.embedders.image_deep` -- as ``concat(sqrt(w_i) * part_i)``, L2-
 normalised again, so the cosine of two fused vectors is the weighted mean of the parts' cosines.
-Each part sees the photo with its person zone weighted down by that part's own person weight.
+Each part sees the photo with its person zone weighted down by that part's own person weight
+(``effnet_ft`` by the weight it was trained with, recorded in its folder).
 
 Global descriptors alone stay well short of "the top hit is the same room" on honest nuisance
 (stack notes, "Media, measured"). The classic answer is a second stage (Philbin et al., CVPR 2007:
@@ -253,7 +254,7 @@ class BackgroundEmbedder:
         model_type = json.loads(conf_file.read_text()).get("model_type")
         if model_type == METRIC_MODEL_TYPE:
             conf = read_metric_config(p)
-            weights = dict(conf.get("fusion", {}).get("weights") or {"effnet_ft": 1.0})
+            weights = dict((conf.get("fusion") or {}).get("weights") or {"effnet_ft": 1.0})
             emb = cls.from_settings({**BackgroundSettings().to_dict(), "weights": weights, "effnet_ft_folder": str(p),
                                      **overrides})
             # the folder's operating points were measured on exactly this model: an override that

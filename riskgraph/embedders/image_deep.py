@@ -1,6 +1,6 @@
 """Deep global descriptors of the room behind a photo, with the person zone masked.
 
-Two backbones, both loaded without any model hub:
+Three backbones, all loaded without any model hub:
 
 - **DINOv2** (Oquab et al., TMLR 2024) through ``transformers``, from a local folder only
   (``AutoModel/AutoImageProcessor.from_pretrained(folder, local_files_only=True)``): a deployment
@@ -436,16 +436,24 @@ def save_effnet_metric(folder: str | Path, net, *, extra: dict | None = None) ->
 
     import torch
 
-    from riskgraph.embedders.base import version_digest
-
     p = Path(folder)
     p.mkdir(parents=True, exist_ok=True)
     state = net.trainable_state()
     config = {"model_type": METRIC_MODEL_TYPE, "architecture": net.cfg.to_dict(), "imagenet_weights_sha256": lite0_weights_sha256()}
-    version = version_digest(config, *[state[k].numpy() for k in sorted(state)])
+    version = metric_version(config, state)
     torch.save(state, p / METRIC_WEIGHTS_FILE)
     (p / METRIC_CONFIG_FILE).write_text(json.dumps({**config, "model_version": version, **(extra or {})}, indent=1, sort_keys=True))
     return version
+
+
+def metric_version(config: dict, state: dict) -> str:
+    """The version of a fine-tuned folder: its model type, architecture (without the batch
+    size, which changes no vector) and frozen weights' hash, and its trained weights."""
+    from riskgraph.embedders.base import version_digest
+
+    arch = {k: v for k, v in config["architecture"].items() if k != "batch_size"}
+    head = {"model_type": config["model_type"], "architecture": arch, "imagenet_weights_sha256": config["imagenet_weights_sha256"]}
+    return version_digest(head, *[state[k].detach().cpu().numpy() for k in sorted(state)])
 
 
 def read_metric_config(folder: str | Path) -> dict:
@@ -480,11 +488,16 @@ class EfficientNetLite0MetricBackbone:
             raise ModelFolderError(f"{str(folder)!r} was fine-tuned on other EfficientNet-Lite0 weights "
                                    f"({conf.get('imagenet_weights_sha256')!r}; installed {sha!r}): retrain it")
         self.folder = Path(folder)
-        self.model_version = str(conf["model_version"])
         self.device = device
         net = build_effnet_metric(self.cfg)
         state = torch.load(self.folder / METRIC_WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        missing, unexpected = net.load_state_dict(state, strict=False)
+        # the version is what the weights on disk are, never only what config.json says
+        self.model_version = metric_version(conf, state)
+        if conf.get("model_version") != self.model_version:
+            raise ModelFolderError(f"{str(folder)!r}: {METRIC_WEIGHTS_FILE} is not the model config.json describes "
+                                   f"(recorded version {conf.get('model_version')!r}, weights give {self.model_version!r}): "
+                                   "copy the whole folder, or retrain it")
+        _, unexpected = net.load_state_dict(state, strict=False)
         trained = set(net.trainable_state())
         if unexpected or trained - set(state):
             raise ModelFolderError(f"{str(folder)!r}: weights do not fit the architecture "
@@ -494,7 +507,7 @@ class EfficientNetLite0MetricBackbone:
         self._torch = torch
 
     def weights_digest(self) -> list:
-        """The folder's model version (a digest of its architecture and weights)."""
+        """The folder's model version (a digest of its architecture and the weights loaded)."""
         return [self.model_version]
 
     def embed(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray | None]) -> np.ndarray:
