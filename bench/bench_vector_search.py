@@ -24,6 +24,7 @@ The box is shared: load average is printed with every table; times are upper bou
 
     .venv/bin/python bench/bench_vector_search.py --n 100000 --dim 128
     .venv/bin/python bench/bench_vector_search.py --n 1000000 --dim 128 --sweep 8 16 24 32
+    .venv/bin/python bench/bench_vector_search.py --n 1000000 --dim 128 --ks 32 --links   # + links and clusters
 """
 from __future__ import annotations
 
@@ -144,6 +145,54 @@ def loadavg() -> str:
 
 
 # --------------------------------------------------------------------------------------------- main
+def time_links_and_clusters(spark, df, queries, m, args, rss) -> tuple:
+    """link_media's work after the index, end to end on the synthetic vectors: every item is
+    one application of its own applicant, at a time spread over a year and a GPS fix in one of
+    50 towns (from hashes of its key; a planted near-duplicate group shares a town and a week); search k, links to earlier items above the threshold,
+    hubs and locality as conf/base.yaml sets them for backgrounds, then the similarity clusters
+    (connected components of the live links). One row of the result table."""
+    from pyspark.sql import functions as F
+
+    from riskgraph.features.components import connected_components
+    from riskgraph.features.similarity import linked_pairs, media_links
+    from riskgraph.features.vector_search import search
+
+    h1, h2 = F.xxhash64(F.lit(11), "media_key"), F.xxhash64(F.lit(12), "media_key")
+    # a planted near-duplicate group is a gang: one town, one week; everyone else anywhere, any day
+    gang = F.col("grp") >= 0
+    town = F.when(gang, F.pmod(F.xxhash64(F.lit(13), "grp"), F.lit(50))).otherwise(F.pmod(h2, F.lit(50)))
+    day0 = F.when(gang, F.pmod(F.xxhash64(F.lit(14), "grp"), F.lit(358 * 86_400)) + F.pmod(h1, F.lit(7 * 86_400))) \
+        .otherwise(F.pmod(h1, F.lit(365 * 86_400)))
+    items = df.select(
+        "media_key", F.col("media_key").alias("application_id"), F.col("media_key").alias("applicant_id"), F.lit("selfie").alias("kind"),
+        F.timestamp_seconds(F.lit(1_751_328_000) + day0).alias("item_ts"),
+        (F.lit(22.0) + town * 0.4 + F.pmod(h1, F.lit(1000)) / 50_000.0).alias("gps_lat"),
+        (F.lit(100.0) + town * 0.5 + F.pmod(h2, F.lit(1000)) / 50_000.0).alias("gps_lon")).cache()
+    items.count()
+    rss.reset()
+    la = loadavg()
+    t = time.perf_counter()
+    nb = search(queries, m, k=args.links_k)
+    pairs = linked_pairs(nb, items, threshold=args.links_threshold)
+    out = media_links(items, pairs, modality="background", hub_min_applicants=4, hub_window_days=365, hub_spread_km=50,
+                      hub_age_days=30, max_link_km=50).cache()
+    n_rows = out.count()
+    live = out.filter(F.col("links") & (F.col("media_key") != F.col("value"))).select(
+        F.col("media_key").alias("src"), F.col("value").alias("dst")).cache()
+    n_live = live.count()
+    links_s = time.perf_counter() - t
+    t = time.perf_counter()
+    cc = connected_components(live.select(F.col("src").alias("id")), live, max_iter=100)
+    n_clusters = cc.select("component").distinct().count()
+    cc_s = time.perf_counter() - t
+    out.unpersist()
+    live.unpersist()
+    items.unpersist()
+    return (f"links + clusters, k={args.links_k}", m.kind, f"threshold {args.links_threshold}; {n_rows:,} rows, {n_live:,} live links, "
+            f"{n_clusters:,} clusters; links {links_s:.1f}s + clusters {cc_s:.1f}s", f"{links_s + cc_s:.1f}",
+            f"{args.n / (links_s + cc_s):,.0f}", "", gb(rss.jvm), gb(rss.worker), f"{la}->{loadavg()}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -161,6 +210,11 @@ def main(argv=None) -> None:
     ap.add_argument("--sample", type=int, default=2000, help="queries for recall@10")
     ap.add_argument("--query-partitions", type=int, default=8)
     ap.add_argument("--skip-full", action="store_true", help="recall only, no all-pairs search")
+    ap.add_argument("--links", action="store_true",
+                    help="also time what link_media does after the index: search k=--links-k, links to earlier items, "
+                         "hubs, locality, and the similarity clusters (connected components of the live links)")
+    ap.add_argument("--links-k", type=int, default=32, help="neighbours searched per item for --links (similarity.*.search_k)")
+    ap.add_argument("--links-threshold", type=float, default=0.95, help="similarity threshold for --links")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -209,6 +263,10 @@ def main(argv=None) -> None:
             rows.append((f"search all {args.n}, k={k}", m.kind, f"nprobe {m.nprobe}" if m.kind == "ivf" else "exact",
                          f"{s:.1f}", f"{args.n / s:,.0f}", "", gb(rss.jvm), gb(rss.worker), f"{la}->{loadavg()}"))
             print(rows[-1], flush=True)
+
+    if args.links:
+        rows.append(time_links_and_clusters(spark, df, queries, m, args, rss))
+        print(rows[-1], flush=True)
 
     # recall@10 on a sample, against a flat index of everything searched by the same code
     h = F.xxhash64(F.lit(args.seed), F.col("media_key"))

@@ -43,8 +43,10 @@ def media_features(spark: SparkSession, store, ctx: JobContext, counts, bad, swe
                             F.col("pit_component_bad_known").alias(f"pit_{m}_cluster_bad_known")))
     if set(cfg.graph.link_types) - set(S.structured_link_types(cfg)):
         c = compute_pit_components(counts, attribute_types=tuple(cfg.graph.link_types), **sweep)
+        burst = f"apps_{cfg.features.burst_hours}h"
         out.append(c.select("application_id", F.col("pit_component_size").alias("pit_mm_component_size"),
-                            F.col("pit_component_bad_known").alias("pit_mm_component_bad_known")))
+                            F.col("pit_component_bad_known").alias("pit_mm_component_bad_known"),
+                            F.col(f"pit_component_{burst}").alias(f"pit_mm_component_{burst}")))
     want_bl = bool(LS.with_feature(cfg.graph.sources, "blacklist"))
     if sim_types or want_bl:
         links = snapshot(spark, store, ctx, T.MEDIA_LINKS)

@@ -491,6 +491,7 @@ def feature_specs(cfg) -> list[FeatureSpec]:
         media += [
             FeatureSpec("pit_mm_component_size", LongType(), "pit_component_size over every linking source (graph.link_types) including media similarity: what the gangs are built from", source_job=src, min_value=1, group="multimodal"),
             FeatureSpec("pit_mm_component_bad_known", LongType(), "members of that component whose bad outcome was known before the application time", source_job=src, min_value=0, group="multimodal"),
+            FeatureSpec(f"pit_mm_component_apps_{cfg.features.burst_hours}h", LongType(), f"members of that component that applied in the {cfg.features.burst_hours} hours before the application (a gang's wave, seen through its intermediary's voice too)", source_job=src, min_value=0, group="multimodal"),
         ]
     return base[:-1] + media + base[-1:]  # run_date stays last
 
