@@ -107,7 +107,11 @@ def gang_subset_quality(cont: DataFrame, true_gangs: DataFrame) -> dict:
     """Pairwise recall and precision for a subset of the planted gangs (e.g. the media-only
     ones): recall over the subset's true pairs; precision over the found gangs holding at
     least one of the subset's members (the gangs an investigator would open for them).
-    Needs :func:`gang_contingency`'s table and true_gangs(gang_id)."""
+    Pairs weigh a gang by its size squared, so one big gang can decide a small subset's
+    score; per gang, therefore, also ``gang_recall_macro`` (the mean over its gangs of each
+    one's pairwise recall) and ``gangs_half_found`` (gangs with at least half of their
+    members, and two or more, in one found gang). Needs :func:`gang_contingency`'s table
+    and true_gangs(gang_id)."""
     require_columns(cont, ["f", "t", "n"], "gang_subset_quality")
     require_columns(true_gangs, ["gang_id"], "gang_subset_quality(true_gangs)")
     subset = true_gangs.select(F.col("gang_id").alias("t")).distinct()
@@ -118,6 +122,14 @@ def gang_subset_quality(cont: DataFrame, true_gangs: DataFrame) -> dict:
     theirs = cont.join(touched, "f")  # every cell of the found gangs touching the subset
     found_pairs = theirs.groupBy("f").agg(F.sum("n").alias("m")).agg(F.sum(_pairs(F.col("m")))).first()[0] or 0.0
     found_right = theirs.filter(F.col("t").isNotNull()).agg(F.sum(_pairs(F.col("n")))).first()[0] or 0.0
+    in_gang = F.col("f").isNotNull()
+    per_gang = (mine.groupBy("t")
+                .agg(F.sum("n").alias("m"), F.sum(F.when(in_gang, _pairs(F.col("n"))).otherwise(0.0)).alias("hit"),
+                     F.max(F.when(in_gang, F.col("n"))).alias("best"))
+                .filter(F.col("m") >= 2))
+    g = per_gang.agg(F.avg(F.col("hit") / _pairs(F.col("m"))).alias("macro"),
+                     F.sum(F.when((F.col("best") >= 2) & (2 * F.col("best") >= F.col("m")), 1).otherwise(0)).alias("half")).first()
     return {"recall": found_true / true_pairs if true_pairs else None,
             "precision": found_right / found_pairs if found_pairs else None,
+            "gang_recall_macro": g["macro"], "gangs_half_found": int(g["half"] or 0),
             "true_gangs": subset.count(), "found_gangs": touched.count(), "pairs_true": int(true_pairs), "pairs_found": int(found_pairs)}

@@ -229,7 +229,9 @@ def print_summary(rec: dict, stream=sys.stdout) -> None:
          f"recall {_fmt(rec.get('gang_pairwise_recall'))}, ARI {_fmt(rec.get('gang_ari'))}"
          if rec.get("gang_ari") is not None else "                (no planted truth: no gang quality)"),
         *([f"                media-only planted gangs: pairwise precision {_fmt(rec['media_only_gangs'].get('precision'))}, "
-           f"recall {_fmt(rec['media_only_gangs'].get('recall'))} ({rec['media_only_gangs'].get('true_gangs')} gangs)"]
+           f"recall {_fmt(rec['media_only_gangs'].get('recall'))} ({rec['media_only_gangs'].get('true_gangs')} gangs; per gang: "
+           f"mean recall {_fmt(rec['media_only_gangs'].get('gang_recall_macro'))}, "
+           f"{_fmt(rec['media_only_gangs'].get('gangs_half_found'))} at least half in one found gang)"]
           if (rec.get("media_only_gangs") or {}).get("true_gangs") else []),
         f"                table: {rec['gang_table']}",
         f"  feature store version {_fmt(rec['feature_table_version'])}, {_fmt(rec['feature_rows_written'])} rows written, "

@@ -82,3 +82,20 @@ def test_subset_quality_counts_the_subsets_pairs_and_the_gangs_touching_it(spark
     assert q["recall"] == 3 / 6          # s1-s2, s1-s3, s2-s3 of the 6 true pairs
     assert q["precision"] == 3 / 6       # F1 has 6 pairs, 3 of them true; F2 does not touch S
     assert (q["true_gangs"], q["found_gangs"]) == (1, 1)
+    assert q["gang_recall_macro"] == 3 / 6 and q["gangs_half_found"] == 1   # 3 of S's 4 members in F1
+
+
+def test_subset_quality_per_gang_does_not_let_one_big_gang_decide(spark):
+    from riskgraph.features.gang_quality import gang_contingency, gang_subset_quality
+
+    # B: 10 members, all found together (45 of 45 pairs); S1, S2: 4 members each, split 2+2 and 1+1+1+1
+    truth = {**{f"b{i}": "B" for i in range(10)}, **{f"p{i}": "S1" for i in range(4)}, **{f"q{i}": "S2" for i in range(4)}}
+    found = {**{f"b{i}": "FB" for i in range(10)}, "p0": "F1", "p1": "F1", "p2": "F2", "p3": "F2",
+             "q0": "G0", "q1": "G1", "q2": "G2"}
+    apps = spark.createDataFrame([(a,) for a in truth], "application_id string")
+    cont = gang_contingency(apps, spark.createDataFrame(list(found.items()), "application_id string, gang_id string"),
+                            spark.createDataFrame(list(truth.items()), "application_id string, gang_id string"))
+    q = gang_subset_quality(cont, spark.createDataFrame([("B",), ("S1",), ("S2",)], "gang_id string"))
+    assert q["recall"] == pytest.approx((45 + 2) / (45 + 6 + 6))          # pairs: B dominates
+    assert q["gang_recall_macro"] == pytest.approx((1 + 2 / 6 + 0) / 3)   # per gang: B 1, S1 2/6, S2 0
+    assert q["gangs_half_found"] == 2                                      # B (10 of 10), S1 (2 of 4); S2's best is 1
