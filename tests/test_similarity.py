@@ -138,6 +138,36 @@ def test_a_crowd_spread_over_months_is_a_hub_but_one_burst_is_not(spark):
     assert hubs(0.05, None)[0] == set()         # a burst without GPS: the age says no, the distance cannot say yes
 
 
+def test_a_travelling_intermediary_is_a_hub_over_a_year_but_not_inside_the_link_window(spark):
+    """The voice setting (hub_window_days = graph.link_window_days): one intermediary's voice on
+    four calls of a gang in another town five months ago and on three calls of this week's gang.
+    Counted over a year, the earlier crowd is old and far, and this week's calls are hub items
+    that link nobody; counted inside the link window, only this week's gang is the crowd, so its
+    calls link to each other. The old gang is never glued to the new one either way: the graph
+    links two uses of a value only inside the link window."""
+    gps_items = ITEMS + ", gps_lat double, gps_lon double"
+    rows = [(f"o{i}", f"O{i}", f"OP{i}", "call", _t(0.1 * i), 39.90, 116.40) for i in range(4)]
+    rows += [(f"n{i}", f"N{i}", f"NP{i}", "call", _t(150 + 0.1 * i), 31.23, 121.47) for i in range(3)]
+    keys = [r[0] for r in rows]
+    pairs = spark.createDataFrame([(keys[j], keys[i], 0.97) for j in range(len(keys)) for i in range(j)],
+                                  "media_key string, anchor_key string, similarity double")
+    items = spark.createDataFrame(rows, gps_items)
+
+    def live(window_days):
+        out = media_links(items, pairs, modality="voice", hub_min_applicants=4, hub_window_days=window_days,
+                          hub_spread_km=50, hub_age_days=30, max_link_km=50)
+        hub = {r["media_key"] for r in out.filter("is_hub").select("media_key").distinct().collect()}
+        links = {(r["media_key"], r["value"]) for r in out.filter("links").filter(F.col("media_key") != F.col("value")).collect()}
+        return hub, links
+
+    hub, links = live(365)
+    assert hub == {"n0", "n1", "n2"} and links == {("o1", "o0"), ("o2", "o0"), ("o2", "o1"), ("o3", "o0"), ("o3", "o1"), ("o3", "o2")}
+    hub, links = live(14)
+    assert hub == set()
+    assert {("n1", "n0"), ("n2", "n0"), ("n2", "n1")} <= links
+    assert not any(a.startswith("n") and b.startswith("o") for a, b in links)  # 1,000 km apart: evidence, not a link
+
+
 def test_far_links_stay_evidence_and_unknown_distance_needs_the_stricter_point(spark):
     """max_link_km / unknown_distance_threshold: a pair 1,000 km apart is a row but no link; a pair
     with no GPS on one side links only at the stricter threshold; a near pair links."""
