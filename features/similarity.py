@@ -126,7 +126,8 @@ def linked_pairs(neighbours: DataFrame, items: DataFrame, *, threshold: float) -
 
 def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_applicants: int,
                 hub_window_days: float, hub_spread_km: float | None = None, hub_age_days: float | None = None,
-                max_link_km: float | None = None, unknown_distance_threshold: float | None = None) -> DataFrame:
+                max_link_km: float | None = None, unknown_distance_threshold: float | None = None,
+                max_link_days: float | None = None) -> DataFrame:
     """The links table's rows of one modality (``schemas.MEDIA_LINKS`` without run_date).
 
     For every application item: one row with its own key as anchor (similarity 1), and one per
@@ -144,8 +145,11 @@ def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_ap
     most that far apart. A look-alike between two random applications is typically a thousand km
     away, while a gang's members apply near their intermediary, so nearness is evidence too:
     where a side sent no fix, the pair must instead reach ``unknown_distance_threshold`` (a stricter
-    operating point; None: kept at the threshold the pairs passed). A row that is no link stays,
-    as evidence, with ``links`` false.
+    operating point; None: kept at the threshold the pairs passed). With ``max_link_days`` the
+    anchor must also be at most that many days earlier: a gang photographs its members in its
+    intermediary's room within days of each other, while family at home, colleagues at the office
+    and visitors to a bank lobby come months apart. A row that is no link stays, as evidence, with
+    ``links`` false.
 
     Needs items(media_key, application_id, applicant_id, kind, item_ts; gps_lat, gps_lon with
     ``hub_spread_km`` or ``max_link_km``) and pairs(media_key, anchor_key, similarity) from
@@ -188,6 +192,8 @@ def media_links(items: DataFrame, pairs: DataFrame, *, modality: str, hub_min_ap
     else:
         unknown_ok = F.lit(True) if unknown_distance_threshold is None else F.col("similarity") >= F.lit(float(unknown_distance_threshold))
         near = F.when(F.col("_km").isNull(), unknown_ok).otherwise(F.col("_km") <= float(max_link_km))
+    if max_link_days is not None:  # the own row (anchor = the item itself) is 0 days old
+        near = near & (F.unix_micros("item_ts") - F.unix_micros("anchor_ts") <= int(max_link_days * DAY_US))
     is_hub = F.coalesce(F.col("_crowd"), F.lit(0)) >= int(hub_min_applicants)
     if hub_spread_km is not None or hub_age_days is not None:
         spread = F.lit(False)

@@ -147,7 +147,7 @@ def link_modality(spark: SparkSession, ctx: JobContext, store, modality: str, ap
     pairs = linked_pairs(neighbours, items, threshold=threshold)
     rows = media_links(items, pairs, modality=modality, hub_min_applicants=ms.hub_min_applicants,
                        hub_window_days=ms.hub_window_days, hub_spread_km=ms.hub_spread_km, hub_age_days=ms.hub_age_days, max_link_km=ms.max_link_km,
-                       unknown_distance_threshold=strict)
+                       unknown_distance_threshold=strict, max_link_days=ms.max_link_days)
     bl_samples = vectors.filter(F.col("blacklist_entry_id").isNotNull()).join(
         samples.select(F.col("media_key"), "entry_id", "added_ts"), "media_key")
     bl = blacklist_media_hits(neighbours, items, bl_samples, modality=modality, threshold=threshold)

@@ -302,7 +302,7 @@ def _neighbour_label(r) -> tuple[str, str]:
     if r.anchor_hub:
         flags.append("hub anchor")
     if not (r.links or r.is_hub or r.anchor_hub):
-        flags.append("not linked: far apart / no GPS")  # similar, but kept as evidence only (max_link_km)
+        flags.append("not linked: far apart / no GPS / too old")  # similar, but evidence only (max_link_km, max_link_days)
     text = f"#{int(r.rank)} sim {r.similarity:.3f}  {r.anchor_application_id}\n{', '.join(flags)}\n" \
            f"{r.anchor_kind or '?'} ~ its {r.kind}"
     return text, (BAD_COLOUR if r.bad_known else "black")

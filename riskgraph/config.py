@@ -435,6 +435,7 @@ class ModalitySimilarity(_Frozen):
     hub_spread_km: float | None = Field(default=None, gt=0)
     hub_age_days: float | None = Field(default=None, gt=0)
     max_link_km: float | None = Field(default=None, gt=0)  # a link between applications farther apart than this is kept as evidence, not as a graph link
+    max_link_days: float | None = Field(default=None, gt=0)  # ... and one to an anchor more than this many days earlier (None: no time limit)
     # where a side has no GPS fix, the pair must pass the threshold at this (stricter) rate instead (None: no stricter rule)
     unknown_distance_fmr: float | None = Field(default=None, gt=0, lt=0.5)
 

@@ -207,7 +207,7 @@ MEDIA_LINKS = [
     Column("anchor_ts", TimestampType(), "anchor item's time, or the blacklist entry's added time; always before ts except for the own item", False),
     Column("similarity", DoubleType(), "cosine similarity to the anchor (1 for the own item and exact blacklist hits)", False),
     Column("is_hub", BooleanType(), "the item resembles earlier items of >= similarity.<modality>.hub_min_applicants distinct applicants inside hub_window_days, spread out: a median of more than hub_spread_km away or hub_age_days earlier (a chain's decor, a lobby, a stock phrase)", False),
-    Column("links", BooleanType(), "the row is a graph link: not a hub item, not to a hub anchor, and the two applications at most similarity.<modality>.max_link_km apart (without a GPS fix on a side: similarity at or above the stricter unknown-distance threshold)", False),
+    Column("links", BooleanType(), "the row is a graph link: not a hub item, not to a hub anchor, the two applications at most similarity.<modality>.max_link_km apart (without a GPS fix on a side: similarity at or above the stricter unknown-distance threshold) and, where set, the anchor at most similarity.<modality>.max_link_days earlier", False),
     Column("earlier_applicants", LongType(), "distinct other applicants with earlier similar items inside the hub window (what is_hub is decided on)", False),
     Column("earlier_median_km", DoubleType(), "median km between this application's GPS fix and those earlier similar items' (a room is in one place; a chain's decor is everywhere); null without them or without GPS"),
     Column("earlier_median_days", DoubleType(), "median days between this item and those earlier similar items (a lobby is visited all year; a gang fills its back office in one burst); null without them"),
@@ -464,7 +464,7 @@ def media_feature_specs(similarity_types: tuple[str, ...], blacklist: bool) -> l
     for m in similarity_types:
         w = what.get(m, m)
         specs += [
-            FeatureSpec(f"sim_{m}_prior_apps", LongType(), f"earlier applications whose {w} match this one's above the calibrated threshold (similarity.{m}) through a graph link: hub items, and pairs farther apart than similarity.{m}.max_link_km (or without a GPS fix and below the stricter unknown-distance threshold), excluded", source_job=src, min_value=0, group="multimodal"),
+            FeatureSpec(f"sim_{m}_prior_apps", LongType(), f"earlier applications whose {w} match this one's above the calibrated threshold (similarity.{m}) through a graph link: hub items, pairs farther apart than similarity.{m}.max_link_km (or without a GPS fix and below the stricter unknown-distance threshold) and anchors older than similarity.{m}.max_link_days, excluded", source_job=src, min_value=0, group="multimodal"),
             FeatureSpec(f"sim_{m}_prior_bad", LongType(), f"of those, applications whose bad outcome was known before the application time", source_job=src, min_value=0, group="multimodal"),
             FeatureSpec(f"sim_{m}_max_bad_similarity", DoubleType(), f"highest {m} similarity to an earlier application with a known bad outcome (0 if none)", source_job=src, min_value=0, max_value=1.0001, group="multimodal"),
             FeatureSpec(f"sim_{m}_is_hub", LongType(), f"1 if one of the application's {m} items resembles earlier items of many distinct applicants (similarity.{m}.hub_min_applicants) spread out in space or time (a chain's decor, a lobby, a stock phrase), else 0", source_job=src, min_value=0, max_value=1, group="multimodal"),

@@ -184,6 +184,23 @@ def test_far_links_stay_evidence_and_unknown_distance_needs_the_stricter_point(s
     assert out.filter(F.col("media_key") == F.col("value")).filter(~F.col("links")).count() == 0  # own rows always link
 
 
+def test_a_room_links_only_within_max_link_days(spark):
+    """max_link_days: the same room photographed 5 hours after the anchor links; 40 days after it
+    (a colleague at the office, a family member at home) the row stays as evidence only."""
+    gps_items = ITEMS + ", gps_lat double, gps_lon double"
+    items = spark.createDataFrame([("a", "A1", "P1", "selfie", _t(0), 31.23, 121.47), ("b", "A2", "P2", "selfie", _t(5 / 24), 31.23, 121.47),
+                                   ("c", "A3", "P3", "selfie", _t(40), 31.23, 121.47)], gps_items)
+    pairs = spark.createDataFrame([("b", "a", 0.95), ("c", "a", 0.95)], "media_key string, anchor_key string, similarity double")
+
+    def got(days):
+        out = media_links(items, pairs, modality="background", hub_min_applicants=10, hub_window_days=3, max_link_km=50,
+                          max_link_days=days)
+        return {r["media_key"]: r["links"] for r in out.filter(F.col("value") == "a").collect()}
+
+    assert got(1.0) == {"a": True, "b": True, "c": False}
+    assert got(None) == {"a": True, "b": True, "c": True}
+
+
 def test_blacklist_hits_count_only_after_the_entry_was_added(spark):
     app_items = spark.createDataFrame([("c1", "A1", "P1", "call", _t(5)), ("c2", "A2", "P2", "call", _t(20))], ITEMS)
     samples = spark.createDataFrame([("b1", "BL1", _t(10))], "media_key string, entry_id string, added_ts timestamp")
