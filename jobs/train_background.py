@@ -137,7 +137,50 @@ def batches(place: np.ndarray, s: TrainSettings, rng: np.random.Generator):
 # the two architectures: (encode function for evaluation, one training step)
 
 
-class _EffNetTrainer:
+class _Trainer:
+    """What both architectures share: one supervised-contrastive step and the batched encoding
+    of the validation photos. A subclass sets ``module`` (the torch module that trains), ``opt``,
+    the inputs ``x_train`` / ``x_val`` with their zone weights ``w_train`` / ``w_val``, and
+    ``_encode(x, w)`` (inputs -> unit embeddings)."""
+
+    eval_batch = 256
+
+    def _encode(self, x, w):
+        raise NotImplementedError
+
+    def _train_mode(self) -> None:
+        self.module.train()
+
+    def step(self, idx, labels, lr: float, temperature: float) -> float:
+        import torch
+
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        loss = supcon_loss(self._encode(self.x_train[idx], self.w_train[idx]), torch.from_numpy(labels), temperature)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    def encode_val(self) -> np.ndarray:
+        import torch
+
+        self.module.eval()
+        with torch.inference_mode():
+            z = torch.cat([self._encode(self.x_val[i:i + self.eval_batch], self.w_val[i:i + self.eval_batch])
+                           for i in range(0, len(self.x_val), self.eval_batch)])
+        self._train_mode()
+        return z.numpy()
+
+    def state(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def load(self, state: dict) -> None:
+        self.module.load_state_dict(state)
+        self.module.eval()
+
+
+class _EffNetTrainer(_Trainer):
     """Frozen features are computed once per photo; only the fine-tuned head runs per step."""
 
     def __init__(self, s: TrainSettings, data: dict, val: dict) -> None:
@@ -147,14 +190,14 @@ class _EffNetTrainer:
 
         self.cfg = EffNetMetricConfig(freeze_after=s.freeze_after, pool_block=s.pool_block, dim=s.dim,
                                       image_size=s.image_size, person_weight=0.0)
-        self.net = build_effnet_metric(self.cfg)
+        self.module = self.net = build_effnet_metric(self.cfg)
         self.net.eval()
         with torch.inference_mode():
-            self.f_train = torch.cat([self.net.frozen(lite0_pixels(data["images"][i:i + 64], s.image_size))
+            self.x_train = torch.cat([self.net.frozen(lite0_pixels(data["images"][i:i + 64], s.image_size))
                                       for i in range(0, len(data["images"]), 64)])
-            self.f_val = torch.cat([self.net.frozen(lite0_pixels(val["images"][i:i + 64], s.image_size))
+            self.x_val = torch.cat([self.net.frozen(lite0_pixels(val["images"][i:i + 64], s.image_size))
                                     for i in range(0, len(val["images"]), 64)])
-        g = self.f_train.shape[2]
+        g = self.x_train.shape[2]
         self.w_train = torch.from_numpy(zone_maps(data["photo_kind"], s.image_size, g, self.cfg.person_weight))
         self.w_val = torch.from_numpy(zone_maps(val["photo_kind"], s.image_size, g, self.cfg.person_weight))
         params = [p for p in self.net.parameters() if p.requires_grad]
@@ -169,33 +212,8 @@ class _EffNetTrainer:
             if m.__class__.__name__.startswith("BatchNorm"):
                 m.eval()
 
-    def step(self, idx, labels, lr: float, temperature: float) -> float:
-        import torch
-
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        z = self.net.head(self.f_train[idx], self.w_train[idx])
-        loss = supcon_loss(z, torch.from_numpy(labels), temperature)
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
-
-    def encode_val(self) -> np.ndarray:
-        import torch
-
-        self.net.eval()
-        with torch.inference_mode():
-            z = torch.cat([self.net.head(self.f_val[i:i + 256], self.w_val[i:i + 256]) for i in range(0, len(self.f_val), 256)])
-        self._train_mode()
-        return z.numpy()
-
-    def state(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-
-    def load(self, state: dict) -> None:
-        self.net.load_state_dict(state)
-        self.net.eval()
+    def _encode(self, x, w):
+        return self.net.head(x, w)
 
     def save(self, out: Path, extra: dict) -> str:
         from riskgraph.embedders.image_deep import save_effnet_metric
@@ -203,8 +221,10 @@ class _EffNetTrainer:
         return save_effnet_metric(out, self.net, extra=extra)
 
 
-class _DinoTrainer:
+class _DinoTrainer(_Trainer):
     """A DINOv2-architecture model from scratch; the whole network runs per step."""
+
+    eval_batch = 128
 
     def __init__(self, s: TrainSettings, data: dict, val: dict) -> None:
         import torch
@@ -222,7 +242,7 @@ class _DinoTrainer:
         self.w_val = torch.from_numpy(zone_maps(val["photo_kind"], s.image_size, g, 0.0).reshape(len(val["images"]), -1))
         cfg = Dinov2Config(hidden_size=s.dino_hidden, num_hidden_layers=s.dino_layers, num_attention_heads=s.dino_heads,
                            intermediate_size=4 * s.dino_hidden, patch_size=s.dino_patch, image_size=s.image_size)
-        self.model = Dinov2Model(cfg)
+        self.module = self.model = Dinov2Model(cfg)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=0.05)
         self.model.train()
 
@@ -234,33 +254,6 @@ class _DinoTrainer:
         w = w[:, :, None]
         pm = torch.nn.functional.normalize((tokens[:, 1:] * w).sum(1) / w.sum(1).clamp(min=1e-6), dim=1)
         return torch.nn.functional.normalize(torch.cat([cls, pm], 1), dim=1)
-
-    def step(self, idx, labels, lr: float, temperature: float) -> float:
-        import torch
-
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        loss = supcon_loss(self._encode(self.x_train[idx], self.w_train[idx]), torch.from_numpy(labels), temperature)
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
-
-    def encode_val(self) -> np.ndarray:
-        import torch
-
-        self.model.eval()
-        with torch.inference_mode():
-            z = torch.cat([self._encode(self.x_val[i:i + 128], self.w_val[i:i + 128]) for i in range(0, len(self.x_val), 128)])
-        self.model.train()
-        return z.numpy()
-
-    def state(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def load(self, state: dict) -> None:
-        self.model.load_state_dict(state)
-        self.model.eval()
 
     def save(self, out: Path, extra: dict) -> str:
         from riskgraph.embedders.base import version_digest
