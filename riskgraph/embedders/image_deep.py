@@ -86,6 +86,15 @@ def _pool_weights(weights: np.ndarray, gh: int, gw: int) -> np.ndarray:
 # DINOv2 from a local folder
 
 
+def embed_in_batches(images: Sequence[np.ndarray], weights: Sequence[np.ndarray | None], *, batch_size: int, dim: int,
+                     embed_batch) -> np.ndarray:
+    """The loop every backbone's ``embed`` shares: ``embed_batch(images, weights)`` on
+    consecutive batches of ``batch_size``, rows concatenated and L2-normalised; (0, dim) for none."""
+    out = [embed_batch(list(images[s:s + batch_size]), list(weights[s:s + batch_size]))
+           for s in range(0, len(images), batch_size)]
+    return l2_normalise(np.concatenate(out) if out else np.zeros((0, dim), np.float32))
+
+
 @dataclass(frozen=True)
 class DinoConfig:
     """``pool``: ``cls``, ``patch`` or ``cls+patch`` (both halves L2-normalised, concatenated)."""
@@ -160,33 +169,27 @@ class Dinov2Backbone:
                 [t.detach().cpu().numpy() for t in self.model.state_dict().values()]]
 
     def embed(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray | None]) -> np.ndarray:
+        return embed_in_batches(images, weights, batch_size=self.cfg.batch_size, dim=self.dim, embed_batch=self._embed_batch)
+
+    def _embed_batch(self, imgs: list, wmaps: list) -> np.ndarray:
         import torch
 
-        out = []
-        bs = self.cfg.batch_size
-        for s in range(0, len(images), bs):
-            imgs = list(images[s:s + bs])
-            px = self.processor(images=imgs, return_tensors="pt")["pixel_values"].to(self.device)
-            with torch.inference_mode():
-                tokens = self.model(pixel_values=px).last_hidden_state.float()
-            gh, gw = px.shape[2] // self.patch, px.shape[3] // self.patch
-            cls = tokens[:, 0]
-            patches = tokens[:, self.n_prefix:]
-            wts = []
-            for img, wmap in zip(imgs, weights[s:s + bs]):
-                if wmap is None:
-                    wts.append(np.ones(gh * gw, dtype=np.float32))
-                else:
-                    wts.append(_pool_weights(weights_through_processor(wmap, self.processor), gh, gw).ravel())
-            wt = torch.from_numpy(np.stack(wts)).to(self.device)[:, :, None]
-            pmean = (patches * wt).sum(1) / wt.sum(1).clamp(min=1e-6)
-            parts = []
-            if self.cfg.pool in ("cls", "cls+patch"):
-                parts.append(torch.nn.functional.normalize(cls, dim=1))
-            if self.cfg.pool in ("patch", "cls+patch"):
-                parts.append(torch.nn.functional.normalize(pmean, dim=1))
-            out.append(torch.cat(parts, dim=1).cpu().numpy())
-        return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
+        px = self.processor(images=imgs, return_tensors="pt")["pixel_values"].to(self.device)
+        with torch.inference_mode():
+            tokens = self.model(pixel_values=px).last_hidden_state.float()
+        gh, gw = px.shape[2] // self.patch, px.shape[3] // self.patch
+        cls = tokens[:, 0]
+        patches = tokens[:, self.n_prefix:]
+        wts = [np.ones(gh * gw, dtype=np.float32) if wmap is None
+               else _pool_weights(weights_through_processor(wmap, self.processor), gh, gw).ravel() for wmap in wmaps]
+        wt = torch.from_numpy(np.stack(wts)).to(self.device)[:, :, None]
+        pmean = (patches * wt).sum(1) / wt.sum(1).clamp(min=1e-6)
+        parts = []
+        if self.cfg.pool in ("cls", "cls+patch"):
+            parts.append(torch.nn.functional.normalize(cls, dim=1))
+        if self.cfg.pool in ("patch", "cls+patch"):
+            parts.append(torch.nn.functional.normalize(pmean, dim=1))
+        return torch.cat(parts, dim=1).cpu().numpy()
 
 
 def save_tiny_dinov2(folder: str | Path, *, image_size: int = 112, patch_size: int = 16, hidden_size: int = 192,
@@ -286,26 +289,22 @@ class EfficientNetLite0Backbone:
         return feats
 
     def embed(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray | None]) -> np.ndarray:
+        return embed_in_batches(images, weights, batch_size=self.cfg.batch_size, dim=self.dim, embed_batch=self._embed_batch)
+
+    def _embed_batch(self, imgs: list, wmaps: list) -> np.ndarray:
         torch = self._torch
-        size = self.cfg.image_size
-        out = []
-        bs = self.cfg.batch_size
-        for s in range(0, len(images), bs):
-            x = lite0_pixels(images[s:s + bs], size).to(self.device)
-            with torch.inference_mode():
-                feats = self._features(x)
-                parts = []
-                for f in feats:
-                    gh, gw = f.shape[2], f.shape[3]
-                    wt = np.stack([np.ones((gh, gw), np.float32) if wm is None else _pool_weights(wm, gh, gw)
-                                   for wm in weights[s:s + bs]])
-                    wt_t = torch.from_numpy(wt).to(self.device)[:, None]
-                    # MBConv outputs are linear (no activation); GeM needs non-negative maps, so
-                    # the ReLU'd responses are pooled (the "presence" of each channel's pattern).
-                    pooled = weighted_gem(torch.relu(f), wt_t, p=self.cfg.gem_p)
-                    parts.append(torch.nn.functional.normalize(pooled, dim=1))
-                out.append(torch.cat(parts, dim=1).cpu().numpy())
-        return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
+        x = lite0_pixels(imgs, self.cfg.image_size).to(self.device)
+        with torch.inference_mode():
+            parts = []
+            for f in self._features(x):
+                gh, gw = f.shape[2], f.shape[3]
+                wt = np.stack([np.ones((gh, gw), np.float32) if wm is None else _pool_weights(wm, gh, gw) for wm in wmaps])
+                wt_t = torch.from_numpy(wt).to(self.device)[:, None]
+                # MBConv outputs are linear (no activation); GeM needs non-negative maps, so
+                # the ReLU'd responses are pooled (the "presence" of each channel's pattern).
+                pooled = weighted_gem(torch.relu(f), wt_t, p=self.cfg.gem_p)
+                parts.append(torch.nn.functional.normalize(pooled, dim=1))
+            return torch.cat(parts, dim=1).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,15 +510,13 @@ class EfficientNetLite0MetricBackbone:
         return [self.model_version]
 
     def embed(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray | None]) -> np.ndarray:
+        return embed_in_batches(images, weights, batch_size=self.cfg.batch_size, dim=self.dim, embed_batch=self._embed_batch)
+
+    def _embed_batch(self, imgs: list, wmaps: list) -> np.ndarray:
         torch = self._torch
         size = self.cfg.image_size
-        out = []
-        bs = self.cfg.batch_size
-        for s in range(0, len(images), bs):
-            x = lite0_pixels(images[s:s + bs], size).to(self.device)
-            wt = np.stack([np.ones((size, size), np.float32) if wm is None
-                           else cv2.resize(np.asarray(wm, np.float32), (size, size), interpolation=cv2.INTER_AREA)
-                           for wm in weights[s:s + bs]])
-            with torch.inference_mode():
-                out.append(self.model(x, torch.from_numpy(wt)[:, None].to(self.device)).float().cpu().numpy())
-        return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
+        x = lite0_pixels(imgs, size).to(self.device)
+        wt = np.stack([np.ones((size, size), np.float32) if wm is None
+                       else cv2.resize(np.asarray(wm, np.float32), (size, size), interpolation=cv2.INTER_AREA) for wm in wmaps])
+        with torch.inference_mode():
+            return self.model(x, torch.from_numpy(wt)[:, None].to(self.device)).float().cpu().numpy()
