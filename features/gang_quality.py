@@ -116,20 +116,23 @@ def gang_subset_quality(cont: DataFrame, true_gangs: DataFrame) -> dict:
     require_columns(true_gangs, ["gang_id"], "gang_subset_quality(true_gangs)")
     subset = true_gangs.select(F.col("gang_id").alias("t")).distinct()
     mine = cont.join(subset, "t")  # every cell of the subset's true gangs
-    true_pairs = mine.groupBy("t").agg(F.sum("n").alias("m")).agg(F.sum(_pairs(F.col("m")))).first()[0] or 0.0
-    found_true = mine.filter(F.col("f").isNotNull()).agg(F.sum(_pairs(F.col("n")))).first()[0] or 0.0
-    touched = mine.filter(F.col("f").isNotNull()).select("f").distinct()
-    theirs = cont.join(touched, "f")  # every cell of the found gangs touching the subset
-    found_pairs = theirs.groupBy("f").agg(F.sum("n").alias("m")).agg(F.sum(_pairs(F.col("m")))).first()[0] or 0.0
-    found_right = theirs.filter(F.col("t").isNotNull()).agg(F.sum(_pairs(F.col("n")))).first()[0] or 0.0
     in_gang = F.col("f").isNotNull()
-    per_gang = (mine.groupBy("t")
-                .agg(F.sum("n").alias("m"), F.sum(F.when(in_gang, _pairs(F.col("n"))).otherwise(0.0)).alias("hit"),
-                     F.max(F.when(in_gang, F.col("n"))).alias("best"))
-                .filter(F.col("m") >= 2))
-    g = per_gang.agg(F.avg(F.col("hit") / _pairs(F.col("m"))).alias("macro"),
-                     F.sum(F.when((F.col("best") >= 2) & (2 * F.col("best") >= F.col("m")), 1).otherwise(0)).alias("half")).first()
+    # one small aggregation per side (two actions): per true gang of the subset, then per found
+    # gang touching it
+    per_gang = subset.join(mine.groupBy("t").agg(
+        F.sum("n").alias("m"), F.sum(F.when(in_gang, _pairs(F.col("n"))).otherwise(0.0)).alias("hit"),
+        F.max(F.when(in_gang, F.col("n"))).alias("best")), "t", "left")
+    two = F.col("m") >= 2
+    g = per_gang.agg(F.count(F.lit(1)).alias("gangs"), F.sum(_pairs(F.col("m"))).alias("true_pairs"), F.sum("hit").alias("found_true"),
+                     F.avg(F.when(two, F.col("hit") / _pairs(F.col("m")))).alias("macro"),
+                     F.sum(F.when(two & (F.col("best") >= 2) & (2 * F.col("best") >= F.col("m")), 1).otherwise(0)).alias("half")).first()
+    touched = mine.filter(in_gang).select("f").distinct()
+    theirs = cont.join(touched, "f")  # every cell of the found gangs touching the subset
+    h = theirs.groupBy("f").agg(F.sum("n").alias("m"), F.sum(F.when(F.col("t").isNotNull(), _pairs(F.col("n"))).otherwise(0.0)).alias("right")).agg(
+        F.count(F.lit(1)).alias("gangs"), F.sum(_pairs(F.col("m"))).alias("found_pairs"), F.sum("right").alias("found_right")).first()
+    true_pairs, found_true = g["true_pairs"] or 0.0, g["found_true"] or 0.0
+    found_pairs, found_right = h["found_pairs"] or 0.0, h["found_right"] or 0.0
     return {"recall": found_true / true_pairs if true_pairs else None,
             "precision": found_right / found_pairs if found_pairs else None,
             "gang_recall_macro": g["macro"], "gangs_half_found": int(g["half"] or 0),
-            "true_gangs": subset.count(), "found_gangs": touched.count(), "pairs_true": int(true_pairs), "pairs_found": int(found_pairs)}
+            "true_gangs": int(g["gangs"]), "found_gangs": int(h["gangs"]), "pairs_true": int(true_pairs), "pairs_found": int(found_pairs)}
