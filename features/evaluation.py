@@ -396,6 +396,14 @@ def _bound(value, like: pd.Series) -> pd.Timestamp:
     return ts
 
 
+def canonical_order(df: pd.DataFrame, time_col: str = TIME_COL, key: str = "application_id") -> pd.DataFrame:
+    """Rows in time order, ties by ``key``, index reset. LightGBM's bagging depends on row
+    order, and a spine collected from Spark comes in the order of the feature table's files, so
+    a change to the network features alone would otherwise move the baseline's KS too."""
+    _require(df, [time_col, key], "canonical_order")
+    return df.sort_values([time_col, key], kind="mergesort").reset_index(drop=True)
+
+
 def oot_split(df: pd.DataFrame, time_col: str, train_until, valid_until) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Out-of-time split: train ``t < train_until <= `` valid ``t < valid_until <=`` test.
 

@@ -219,7 +219,7 @@ def run(spark: SparkSession, ctx: JobContext) -> dict:
     )
     # Bounded: one row per matured application with ~40 numeric columns (100k applications
     # ≈ 40 MB); the credit model is trained on one machine by design.
-    spine = spine_df.toPandas()
+    spine = E.canonical_order(spine_df.toPandas())  # the same rows in the same order, whatever the file layout
     E.check_spine(spine, feature_table=feature_uri, feature_version=feature_version)
     train, valid, test = E.oot_split(spine, E.TIME_COL, ev.train_until, ev.valid_until)
     splits = {"train": train, "valid": valid, "test": test}

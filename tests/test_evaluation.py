@@ -314,6 +314,26 @@ def test_fit_lgbm_is_deterministic_per_seed_and_seeds_differ():
     assert not np.array_equal(a, c)
 
 
+def test_canonical_order_makes_the_fit_independent_of_the_collected_row_order():
+    """A spine collected from Spark comes in file order; shuffled, the raw fit moves, and
+    canonical_order gives the same rows, order and scores back."""
+    df = _synthetic(4000, True, seed=5).assign(application_id=lambda d: [f"A{i:05d}" for i in range(len(d))])
+    shuffled = df.sample(frac=1.0, random_state=3)
+    feats, params = ["x1", "channel", "extra"], {**PARAMS, "bagging_fraction": 0.7, "bagging_freq": 1}
+
+    def scores(frame):
+        train, valid, test = E.oot_split(frame, "application_ts", "2026-02-15", "2026-03-01")
+        test = test.sort_values("application_id")
+        return E.predict_score(E.fit_lgbm(train, valid, feats, ["channel"], params, seed=7), test)
+
+    a, b = E.canonical_order(df), E.canonical_order(shuffled)
+    pd.testing.assert_frame_equal(a, b)
+    np.testing.assert_array_equal(scores(a), scores(b))
+    assert not np.array_equal(scores(df.sort_values("x1")), scores(shuffled))  # why it is needed
+    with pytest.raises(KeyError, match="application_id"):
+        E.canonical_order(df.drop(columns="application_id"))
+
+
 def test_predict_score_treats_an_unseen_category_as_missing():
     train, valid, test = E.oot_split(_synthetic(3000, True, seed=2), "application_ts", "2026-02-15", "2026-03-01")
     model = E.fit_lgbm(train, valid, ["x1", "channel"], ["channel"], PARAMS, seed=1)
